@@ -1,0 +1,96 @@
+"""The dataset interface shared by KITTI Road and CamVid."""
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+
+class DatasetError(ValueError):
+    """A dataset folder that cannot be used (missing files, mismatched ground truth...)."""
+
+
+@dataclasses.dataclass
+class Sample:
+    """One frame.
+
+    Attributes:
+        name: frame name without extension (e.g. ``um_000000``), unique in the split.
+        image: (H, W, 3) uint8 RGB.
+        target: (H, W) uint8: 1 road, 0 not road, 255 ignore; ``None`` without ground truth.
+    """
+
+    name: str
+    image: np.ndarray
+    target: np.ndarray | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Item:
+    """A frame on disk: name, image path and (optional) ground-truth path."""
+
+    name: str
+    image: pathlib.Path
+    gt: pathlib.Path | None
+
+
+class RoadDataset(Sequence):
+    """A list of frames of one split; ``ds[i]`` decodes frame i into a :class:`Sample`."""
+
+    name = 'base'
+
+    def __init__(self, items: list[Item], split: str) -> None:
+        """Wrap ``items`` (already checked for existence)."""
+        self.items = items
+        self.split = split
+
+    def __len__(self) -> int:
+        """Number of frames."""
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> Sample:  # type: ignore[override]
+        """Decode frame ``index``."""
+        item = self.items[index]
+        image = self.read_image(item)
+        target = self.read_target(item) if item.gt is not None else None
+        if target is not None and target.shape != image.shape[:2]:
+            raise DatasetError(f'{item.gt}: ground truth {target.shape[::-1]} does not match '
+                               f'image {image.shape[1::-1]} ({item.image})')
+        return Sample(item.name, image, target)
+
+    def __iter__(self) -> Iterator[Sample]:
+        """Iterate over decoded samples."""
+        for i in range(len(self)):
+            yield self[i]
+
+    @property
+    def has_ground_truth(self) -> bool:
+        """True if every frame has ground truth."""
+        return all(it.gt is not None for it in self.items)
+
+    def read_image(self, item: Item) -> np.ndarray:
+        """(H, W, 3) uint8 RGB of ``item``."""
+        from seg_perception.image_io import read_rgb
+        return read_rgb(item.image)
+
+    def read_target(self, item: Item) -> np.ndarray:
+        """(H, W) uint8 target of ``item`` (1 road, 0 not road, 255 ignore)."""
+        raise NotImplementedError
+
+
+def require_dir(path: pathlib.Path, what: str) -> pathlib.Path:
+    """Return ``path`` if it is a folder, else raise :class:`DatasetError`."""
+    if not path.is_dir():
+        raise DatasetError(f'{path}: {what} folder not found')
+    return path
+
+
+def list_images(folder: pathlib.Path) -> list[pathlib.Path]:
+    """Image files (png/jpg) of ``folder`` sorted by name; empty folder is an error."""
+    files = sorted(p for p in folder.iterdir()
+                   if p.suffix.lower() in ('.png', '.jpg', '.jpeg') and p.is_file())
+    if not files:
+        raise DatasetError(f'{folder}: no images found')
+    return files

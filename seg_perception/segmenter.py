@@ -1,0 +1,228 @@
+"""Segmenter: load a model once, run compiled batched inference on frames of any size.
+
+Used by the node, the evaluator and bag replay, so all of them run the same model, the same
+preprocessing (:mod:`seg_perception.preprocess`) and the same post-processing.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import pathlib
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import keras
+import numpy as np
+
+from seg_perception import preprocess
+from seg_perception.model_io import ModelCard, load_model
+
+LOG = logging.getLogger(__name__)
+DEVICES = ('auto', 'cpu', 'gpu')
+PRECISIONS = {'auto': None, 'float32': None, 'bfloat16': 'mixed_bfloat16',
+              'float16': 'mixed_float16'}
+
+
+@dataclasses.dataclass
+class Segmentation:
+    """Result for one frame, at the frame's own resolution.
+
+    Attributes:
+        probability: (H, W) float32 road probability in [0, 1].
+        labels: (H, W) uint8 class ids (binary: 1 where probability >= threshold).
+        class_probabilities: (H, W, C) float32 softmax, only when requested.
+    """
+
+    probability: np.ndarray
+    labels: np.ndarray
+    class_probabilities: np.ndarray | None = None
+
+
+def cpu_has_bf16() -> bool:
+    """True if this CPU has bfloat16 matrix units (AMX-BF16 or AVX512-BF16)."""
+    try:
+        flags = pathlib.Path('/proc/cpuinfo').read_text()
+    except OSError:
+        return False
+    return 'amx_bf16' in flags or 'avx512_bf16' in flags
+
+
+def gpu_available() -> bool:
+    """True if the Keras backend sees a GPU."""
+    backend = keras.backend.backend()
+    try:
+        if backend == 'tensorflow':
+            import tensorflow as tf
+            return bool(tf.config.list_physical_devices('GPU'))
+        if backend == 'jax':
+            import jax
+            return any(d.platform == 'gpu' for d in jax.devices())
+        if backend == 'torch':
+            import torch
+            return bool(torch.cuda.is_available())
+    except Exception:  # noqa: BLE001 - any backend probing failure means "no GPU"
+        return False
+    return False
+
+
+def resolve_device(device: str) -> str:
+    """Map ``'auto'``/``'cpu'``/``'gpu'`` to the device used; ``'gpu'`` without one raises."""
+    if device not in DEVICES:
+        raise ValueError(f'device must be one of {DEVICES}, got {device!r}')
+    has_gpu = gpu_available()
+    if device == 'gpu' and not has_gpu:
+        raise RuntimeError(f'device "gpu" requested but the {keras.backend.backend()} backend '
+                           'sees no GPU (install tensorflow[and-cuda] or use device "cpu")')
+    return 'gpu' if device == 'gpu' or (device == 'auto' and has_gpu) else 'cpu'
+
+
+def resolve_precision(precision: str, device: str) -> str:
+    """Map ``'auto'`` to bfloat16 on bf16-capable CPUs and float32 elsewhere."""
+    if precision not in PRECISIONS:
+        raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+    if precision == 'auto':
+        return 'bfloat16' if device == 'cpu' and cpu_has_bf16() else 'float32'
+    return precision
+
+
+class Segmenter:
+    """Compiled batched FCN-8s inference.
+
+    Args:
+        model: a model file path, or a ``(keras.Model, ModelCard)`` pair.
+        device: ``'auto'``, ``'cpu'`` or ``'gpu'``.
+        input_mode: ``'pad'`` or ``'resize'``; ``None`` = the card's recommendation.
+        input_size: (height, width) for resize mode; ``None`` = the card's ``input_size``.
+        precision: ``'float32'``, ``'bfloat16'``, ``'float16'`` or ``'auto'`` (bfloat16 on
+            AMX/AVX512-BF16 CPUs). Only applies when loading from a path.
+        threshold: road-probability threshold for binary labels; ``None`` = the card's.
+        jit: XLA-compile the forward pass; ``None`` = on GPU only (TensorFlow's CPU XLA
+            does not use oneDNN and is slower there). JAX always compiles.
+    """
+
+    def __init__(self, model: str | os.PathLike | tuple[keras.Model, ModelCard],
+                 device: str = 'auto', input_mode: str | None = None,
+                 input_size: Sequence[int] | None = None, precision: str = 'auto',
+                 threshold: float | None = None, jit: bool | None = None) -> None:
+        """Load the model and build the compiled forward function."""
+        self.device = resolve_device(device)
+        if isinstance(model, (str, os.PathLike)):
+            self.precision = resolve_precision(precision, self.device)
+            self.model, self.card = load_model(model, dtype=PRECISIONS[self.precision])
+            self.model_path = str(model)
+        else:
+            self.model, self.card = model
+            self.precision = 'float32' if precision == 'auto' else precision
+            self.model_path = None
+        self.input_mode = input_mode or self.card.input_mode
+        if self.input_mode not in preprocess.MODES:
+            raise ValueError(f'input_mode must be one of {preprocess.MODES}, '
+                             f'got {self.input_mode!r}')
+        self.input_size = tuple(int(s) for s in (input_size or self.card.input_size))
+        self.threshold = float(self.card.threshold if threshold is None else threshold)
+        if not 0.0 <= self.threshold <= 1.0:
+            raise ValueError(f'threshold must be in [0, 1], got {self.threshold}')
+        self.road_class = int(self.card.road_class)
+        self.num_classes = int(self.card.num_classes)
+        self.jit = (self.device == 'gpu') if jit is None else bool(jit)
+        self._forward = self._build_forward()
+        self.last_forward_ms = 0.0
+
+    # -- compiled forward pass -------------------------------------------------------
+    def _build_forward(self) -> Callable[[np.ndarray, bool], tuple[np.ndarray, ...]]:
+        """Return f(uint8 batch, want_all) -> (road prob NxHxW, [class probs NxHxWxC])."""
+        backend = keras.backend.backend()
+        model, road = self.model, self.road_class
+        if backend == 'tensorflow':
+            import tensorflow as tf
+            device = '/GPU:0' if self.device == 'gpu' else '/CPU:0'
+
+            @tf.function(jit_compile=self.jit, reduce_retracing=True)
+            def probs_fn(x: Any) -> Any:
+                return tf.nn.softmax(model(x, training=False), axis=-1)
+
+            def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
+                with tf.device(device):
+                    p = probs_fn(tf.constant(batch))
+                    if want_all:
+                        return p[..., road].numpy(), p.numpy()
+                    return (p[..., road].numpy(),)
+            return forward
+        if backend == 'jax':
+            import jax
+            dev = jax.devices('gpu' if self.device == 'gpu' else 'cpu')[0]
+            tv = [jax.device_put(v.value, dev) for v in model.trainable_variables]
+            ntv = [jax.device_put(v.value, dev) for v in model.non_trainable_variables]
+
+            @jax.jit
+            def probs_fn(tv: Any, ntv: Any, x: Any) -> Any:
+                logits, _ = model.stateless_call(tv, ntv, x, training=False)
+                return jax.nn.softmax(logits.astype('float32'), axis=-1)
+
+            def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
+                p = probs_fn(tv, ntv, jax.device_put(batch, dev))
+                if want_all:
+                    return np.asarray(p[..., road]), np.asarray(p)
+                return (np.asarray(p[..., road]),)
+            return forward
+
+        def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
+            p = keras.ops.convert_to_numpy(
+                keras.ops.softmax(model(batch, training=False), axis=-1))
+            return (p[..., road], p) if want_all else (p[..., road],)
+        return forward
+
+    def forward_batch(self, batch: np.ndarray) -> np.ndarray:
+        """Bare compiled forward pass: uint8 (N, H, W, 3), sides multiples of 32 ->
+        float32 (N, H, W) road probability. For benchmarks and tests.
+        """
+        return self._forward(batch, False)[0]
+
+    def warmup(self, shapes: Sequence[tuple[int, int]] = ()) -> None:
+        """Compile for the given (height, width) frame sizes (default: the model size)."""
+        for h, w in (shapes or [tuple(self.input_size)]):
+            self.segment([np.zeros((int(h), int(w), 3), np.uint8)])
+
+    # -- public API ------------------------------------------------------------------
+    def segment(self, images: Sequence[np.ndarray], threshold: float | None = None,
+                class_probabilities: bool = False) -> list[Segmentation]:
+        """Segment a batch of frames (sizes may differ) in one forward pass.
+
+        Args:
+            images: frames, each (H_i, W_i, 3) uint8 RGB.
+            threshold: road threshold for this call (binary models); default
+                ``self.threshold``.
+            class_probabilities: also return the (H, W, C) softmax per frame (for CRF).
+
+        Returns:
+            One :class:`Segmentation` per frame at that frame's resolution.
+
+        Raises:
+            preprocess.InputError: a frame is not a usable uint8 RGB image.
+        """
+        thr = self.threshold if threshold is None else float(threshold)
+        want_all = class_probabilities or self.num_classes > 2
+        batch, geoms = preprocess.prepare_batch(images, self.input_mode, self.input_size)
+        t0 = time.perf_counter()
+        outputs = self._forward(batch, want_all)
+        self.last_forward_ms = (time.perf_counter() - t0) * 1e3
+        results = []
+        for i, geom in enumerate(geoms):
+            prob = preprocess.restore(outputs[0][i], geom)
+            all_probs = preprocess.restore(outputs[1][i], geom) if want_all else None
+            results.append(Segmentation(prob, self.labels_from(prob, all_probs, thr),
+                                        all_probs if class_probabilities else None))
+        return results
+
+    def labels_from(self, probability: np.ndarray, class_probs: np.ndarray | None = None,
+                    threshold: float | None = None) -> np.ndarray:
+        """Class ids (H, W) uint8 from road probability (binary) or class probabilities."""
+        if self.num_classes == 2 or class_probs is None:
+            thr = self.threshold if threshold is None else threshold
+            road = probability >= thr
+            other = 1 - self.road_class
+            return np.where(road, np.uint8(self.road_class), np.uint8(other)).astype(np.uint8)
+        return np.argmax(class_probs, axis=-1).astype(np.uint8)
+

@@ -1,0 +1,1 @@
+"""Offline training: configuration, input pipeline and the Keras fit loop."""
