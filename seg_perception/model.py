@@ -139,14 +139,22 @@ def bilinear_kernel(size: int, channels: int) -> np.ndarray:
     return kernel
 
 
+@keras.saving.register_keras_serializable(package='seg_perception')
 class _Bilinear(keras.initializers.Initializer):
-    """Initialiser giving :func:`bilinear_kernel` for a (k, k, C, C) shape."""
+    """Initialiser giving :func:`bilinear_kernel` for a (k, k, C, C) shape.
+
+    Registered as serialisable so ``keras.Model.from_config(model.get_config())`` works.
+    """
 
     def __call__(self, shape: Any, dtype: Any = None) -> Any:
         kh, kw, cout, cin = shape
         if kh != kw or cout != cin:
             raise ValueError(f'bilinear init needs a square kernel with Cout == Cin, got {shape}')
         return keras.ops.convert_to_tensor(bilinear_kernel(kh, cout), dtype=dtype)
+
+    def get_config(self) -> dict[str, Any]:
+        """Return the (empty) initialiser config."""
+        return {}
 
 
 def build_fcn8s(spec: ModelSpec | None = None, dtype: Any = None,

@@ -90,7 +90,8 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
         check_frame(image)
     if mode == 'resize':
         if size is None or size[0] % STRIDE or size[1] % STRIDE or min(size) < STRIDE:
-            raise InputError(f'resize mode needs a size that is a multiple of {STRIDE}, got {size}')
+            raise InputError(f'resize mode needs a size that is a multiple of {STRIDE}, '
+                             f'got {size}')
         hb, wb = int(size[0]), int(size[1])
     else:
         hb = round_up(max(im.shape[0] for im in images))

@@ -10,6 +10,7 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
 from seg_perception.cli_common import run_cli, setup_logging
@@ -89,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``seg_train``."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = vars(build_parser().parse_args(argv))
     setup_logging(args.pop('verbose'))
 
@@ -96,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         from seg_perception.datasets import DatasetError
         from seg_perception.model_io import ModelFileError
         from seg_perception.training.config import TrainConfig
-        from seg_perception.training.trainer import TrainError, command_line, train
+        from seg_perception.training.trainer import TrainError, train
         try:
             resume = args.pop('resume')
             config = TrainConfig()
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
                 args['scale_min'], args['scale_max'] = args.pop('scale')
             config = config.updated(args)
             config.validate()
-            train(config, resume=resume, command=command_line())
+            train(config, resume=resume, command=shlex.join([PROG, *argv]))
         except (ValueError, DatasetError, ModelFileError, TrainError, OSError) as exc:
             raise _Fail(str(exc)) from None
         return 0

@@ -14,7 +14,6 @@ import contextlib
 import json
 import logging
 import pathlib
-import shlex
 import sys
 import time
 from typing import Any
@@ -22,7 +21,7 @@ from typing import Any
 import keras
 
 from seg_perception.datasets import open_dataset
-from seg_perception.metrics import RoadEvaluator
+from seg_perception.evaluation import evaluate_model
 from seg_perception.model import ModelSpec, build_fcn8s, load_imagenet_vgg16
 from seg_perception.model_io import ModelCard, load_model, save_model
 from seg_perception.segmenter import PRECISIONS, Segmenter, cpu_has_bf16, gpu_available
@@ -65,16 +64,6 @@ def make_card(config: TrainConfig, spec: ModelSpec, metrics: dict[str, Any] | No
                      metrics=dict(metrics or {}))
     card.validate()
     return card
-
-
-def evaluate_model(segmenter: Segmenter, dataset: Any, batch_size: int = 4) -> dict[str, Any]:
-    """KITTI-style metrics of ``segmenter`` on every frame of ``dataset``."""
-    evaluator = RoadEvaluator()
-    for start in range(0, len(dataset), batch_size):
-        samples = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        for sample, seg in zip(samples, segmenter.segment([s.image for s in samples])):
-            evaluator.update(seg.probability, sample.target)
-    return evaluator.result(threshold=segmenter.threshold)
 
 
 class ValidationCallback(keras.callbacks.Callback):
@@ -213,8 +202,6 @@ def train(config: TrainConfig, resume: bool = False, command: str | None = None,
                                                 name='road_iou')])
 
     callbacks: list[keras.callbacks.Callback] = [
-        keras.callbacks.BackupAndRestore(str(backup_dir), save_freq='epoch',
-                                         delete_checkpoint=False),
         ValidationCallback(config, spec, val_ds, run_dir),
         keras.callbacks.CSVLogger(str(run_dir / 'log.csv'), append=True),
     ]
@@ -225,6 +212,9 @@ def train(config: TrainConfig, resume: bool = False, command: str | None = None,
     if keras.backend.backend() == 'tensorflow' and _has_tensorboard():
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / 'tensorboard'),
                                                      write_graph=False))
+    # Last, so an epoch counts as done (for --resume) only once its logs and checkpoints are.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(backup_dir), save_freq='epoch',
+                                                      delete_checkpoint=False))
     use_tfdata = config.pipeline == 'tfdata' or (
         config.pipeline == 'auto' and keras.backend.backend() == 'tensorflow')
     data = make_tf_dataset(sequence, initial_epoch) if use_tfdata else sequence
@@ -277,9 +267,4 @@ def _strategy(config: TrainConfig) -> Any:
     if config.distribute == 'mirrored' or (config.distribute == 'auto' and len(gpus) > 1):
         return tf.distribute.MirroredStrategy()
     return None
-
-
-def command_line() -> str:
-    """The current command line, shell-quoted (for the model card)."""
-    return ' '.join(shlex.quote(a) for a in [pathlib.Path(sys.argv[0]).name, *sys.argv[1:]])
 

@@ -1,0 +1,538 @@
+"""rosbag2 reading and writing without a ROS install (the pure-Python ``rosbags`` library).
+
+:class:`BagReader` opens a rosbag2 folder (``metadata.yaml`` + ``.mcap`` / ``.db3``) or a
+bare ``.mcap`` / ``.db3`` file. Bags whose recording did not finish are read as far as
+they go: a folder without ``metadata.yaml`` is read from its storage file, and a storage
+file that ends mid-write (truncated ``.mcap`` without footer, ``.db3`` cut short) is
+scanned record by record; iterating such a bag yields every complete message and then
+raises :class:`TruncatedBagError`, so callers can keep what was processed.
+
+:class:`BagWriter` writes rosbag2 version 9 bags (Kilted) in mcap or sqlite3 storage.
+Message objects are the ``rosbags`` typestore classes (``typestore().types[...]``); their
+fields are those of the ROS 2 messages, so :func:`seg_perception.ros_image.decode_image`
+reads them like rclpy messages.
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import logging
+import os
+import pathlib
+import shutil
+import sqlite3
+import struct
+import tempfile
+from collections.abc import Collection, Iterator
+from typing import Any
+
+import numpy as np
+
+LOG = logging.getLogger(__name__)
+
+IMAGE = 'sensor_msgs/msg/Image'
+COMPRESSED = 'sensor_msgs/msg/CompressedImage'
+CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
+IMAGE_TYPES = (IMAGE, COMPRESSED)
+STORAGES = ('mcap', 'sqlite3')
+MCAP_MAGIC = b'\x89MCAP0\r\n'
+
+
+class BagError(Exception):
+    """A bag that cannot be used; the message is one readable line naming the bag."""
+
+
+class TruncatedBagError(BagError):
+    """The bag ends mid-write or is damaged; raised after the readable messages."""
+
+
+@functools.lru_cache(maxsize=1)
+def typestore() -> Any:
+    """The ROS 2 Kilted message typestore (the latest one this rosbags knows otherwise)."""
+    from rosbags.typesys import Stores, get_typestore
+    store = getattr(Stores, 'ROS2_KILTED', None) or Stores.LATEST
+    return get_typestore(store)
+
+
+@dataclasses.dataclass
+class TopicInfo:
+    """A topic of a bag: name, ROS 2 type (e.g. ``sensor_msgs/msg/Image``), count,
+    and the message definition / type hash when the bag stores them (for copying).
+    """
+
+    name: str
+    msgtype: str
+    count: int
+    msgdef: str | None = None
+    rihs01: str | None = None
+
+
+def stamp_ns(header: Any) -> int:
+    """Header stamp (``builtin_interfaces/Time``) in nanoseconds."""
+    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
+
+
+def parent_namespace(topic: str) -> str:
+    """Namespace of an image topic: ``/cam/image`` and ``/cam/image/compressed`` -> ``/cam``."""
+    parts = [p for p in topic.split('/') if p]
+    if parts and parts[-1] in ('compressed', 'compressedDepth', 'theora') and len(parts) > 1:
+        parts = parts[:-1]
+    return '/' + '/'.join(parts[:-1]) if len(parts) > 1 else ''
+
+
+# -- reading -----------------------------------------------------------------------------
+class BagReader:
+    """Read-only access to the messages of a bag.
+
+    Args:
+        path: rosbag2 folder, or a bare ``.mcap`` / ``.db3`` file.
+
+    Attributes:
+        topics: ``{topic: TopicInfo}`` of the readable part.
+        storage: ``'mcap'`` or ``'sqlite3'``.
+        damage: why the bag is incomplete (iteration will raise
+            :class:`TruncatedBagError` after the readable messages), else ``None``.
+
+    Raises:
+        BagError: not found, not a bag, or not readable at all.
+    """
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        """Open the bag (recovering what is readable from an unfinished recording)."""
+        self.path = pathlib.Path(path)
+        self.damage: str | None = None
+        self._reader: Any = None
+        self._recovery: _McapScan | _Sqlite3Scan | None = None
+        target = self._storage_target()
+        self.storage = 'sqlite3' if self._storage_file(target).suffix == '.db3' else 'mcap'
+        from rosbags.rosbag2 import Reader
+        try:
+            reader = Reader(target)
+            reader.open()
+        except Exception as exc:  # noqa: BLE001 - rosbags raises several types here
+            reason = _one_line(exc)
+            self._recovery = self._recover(self._storage_file(target), reason)
+            self.damage = self._recovery.damage or reason
+            LOG.warning('%s: %s; reading what is there', self.path, self.damage)
+            self.topics = self._recovery.topics
+            return
+        self._reader = reader
+        self.topics = {}
+        for c in reader.connections:
+            info = self.topics.get(c.topic)
+            if info is None:
+                self.topics[c.topic] = TopicInfo(c.topic, c.msgtype, int(c.msgcount),
+                                                 c.msgdef.data or None, c.digest or None)
+            else:
+                info.count += int(c.msgcount)
+
+    def _storage_target(self) -> pathlib.Path:
+        p = self.path
+        if not p.exists():
+            raise BagError(f'{p}: bag not found')
+        if p.is_dir():
+            if (p / 'metadata.yaml').is_file():
+                return p
+            files = sorted([*p.glob('*.mcap'), *p.glob('*.db3')])
+            if len(files) == 1:
+                self.damage = 'no metadata.yaml (the recording did not finish cleanly?)'
+                LOG.warning('%s: %s; reading %s directly', p, self.damage, files[0].name)
+                return files[0]
+            if files:
+                raise BagError(f'{p}: {len(files)} storage files but no metadata.yaml '
+                               '(reindex the bag with "ros2 bag reindex" first)')
+            raise BagError(f'{p}: not a rosbag2 folder (no metadata.yaml, .mcap or .db3 file)')
+        if p.suffix not in ('.mcap', '.db3'):
+            raise BagError(f'{p}: not a bag (expected a rosbag2 folder, .mcap or .db3 file)')
+        return p
+
+    def _storage_file(self, target: pathlib.Path) -> pathlib.Path:
+        if target.is_file():
+            return target
+        files = sorted([*target.glob('*.mcap'), *target.glob('*.db3')])
+        return files[0] if files else target / 'missing.mcap'
+
+    def _recover(self, file: pathlib.Path, reason: str) -> _McapScan | _Sqlite3Scan:
+        if not file.is_file():
+            raise BagError(f'{self.path}: cannot read bag: {reason}')
+        try:
+            scan: _McapScan | _Sqlite3Scan = (_Sqlite3Scan(file) if file.suffix == '.db3'
+                                              else _McapScan(file))
+        except BagError as exc:
+            raise BagError(f'{self.path}: cannot read bag: {reason} ({exc})') from None
+        if not scan.topics:
+            raise BagError(f'{self.path}: cannot read bag: {reason}')
+        return scan
+
+    def image_topics(self) -> list[str]:
+        """Topics of type Image or CompressedImage, sorted by name."""
+        return sorted(t for t, i in self.topics.items() if i.msgtype in IMAGE_TYPES)
+
+    def messages(self, topics: Collection[str] | None = None,
+                 ) -> Iterator[tuple[str, str, int, bytes]]:
+        """Yield ``(topic, msgtype, bag time ns, CDR bytes)`` in bag order.
+
+        Raises:
+            TruncatedBagError: after the last readable message of an incomplete bag.
+        """
+        wanted = set(self.topics if topics is None else topics)
+        if self._recovery is not None:
+            yield from self._recovery.messages(wanted)
+            return
+        conns = [c for c in self._reader.connections if c.topic in wanted]
+        if not conns:
+            return
+        n = 0
+        try:
+            for conn, t, raw in self._reader.messages(connections=conns):
+                yield conn.topic, conn.msgtype, int(t), bytes(raw)
+                n += 1
+        except (GeneratorExit, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # noqa: BLE001 - damaged storage surfaces in many types
+            raise TruncatedBagError(f'{self.path}: bag is damaged after {n} message(s): '
+                                    f'{_one_line(exc)}') from None
+        if self.damage:
+            raise TruncatedBagError(f'{self.path}: {self.damage}')
+
+    def deserialize(self, raw: bytes, msgtype: str) -> Any:
+        """CDR bytes -> message object; raises :class:`BagError` on unknown/corrupt data."""
+        try:
+            return typestore().deserialize_cdr(raw, msgtype)
+        except KeyError:
+            raise BagError(f'{self.path}: unknown message type {msgtype}') from None
+        except Exception as exc:  # noqa: BLE001 - corrupt payloads raise many types
+            raise BagError(f'{self.path}: corrupt {msgtype} message: {_one_line(exc)}') \
+                from None
+
+    def close(self) -> None:
+        """Release the files."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
+        if self._recovery is not None:
+            self._recovery.close()
+            self._recovery = None
+
+    def __enter__(self) -> BagReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _one_line(exc: BaseException) -> str:
+    text = ' '.join(str(exc).split()) or type(exc).__name__
+    return text.rstrip('.')
+
+
+class _McapScan:
+    """Sequential MCAP record scanner for files without a (valid) summary or footer."""
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.damage: str | None = None
+        self.schemas: dict[int, tuple[str, str]] = {}
+        self.channels: dict[int, tuple[str, int]] = {}
+        counts: dict[int, int] = {}
+        try:
+            for cid, _, _ in self._records(want_data=False):
+                counts[cid] = counts.get(cid, 0) + 1
+        except TruncatedBagError as exc:
+            self.damage = str(exc)
+        self.topics: dict[str, TopicInfo] = {}
+        for cid, (topic, sid) in self.channels.items():
+            name, msgdef = self.schemas.get(sid, ('', ''))
+            info = self.topics.setdefault(topic, TopicInfo(topic, name, 0, msgdef or None))
+            info.count += counts.get(cid, 0)
+
+    def _records(self, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
+        size = self.path.stat().st_size
+        with self.path.open('rb') as f:
+            if f.read(8) != MCAP_MAGIC:
+                raise BagError(f'{self.path}: not an MCAP file')
+            while True:
+                pos = f.tell()
+                head = f.read(9)
+                if len(head) < 9:
+                    raise TruncatedBagError(f'ends mid-write at byte {pos} of {size} '
+                                            '(no MCAP footer)')
+                op, length = struct.unpack('<BQ', head)
+                if op in (0x0F, 0x02):  # data end / footer: the data section is complete
+                    return
+                body = f.read(length) if length <= size else b''
+                if len(body) < length:
+                    raise TruncatedBagError(f'ends mid-write at byte {pos} of {size} '
+                                            '(record cut short)')
+                if op == 0x06:
+                    yield from self._chunk(body, want_data)
+                else:
+                    yield from self._record(op, body, want_data)
+
+    def _chunk(self, body: bytes, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
+        from rosbags.rosbag2.storage_mcap import decompress
+        _, _, usize, crc = struct.unpack_from('<QQQI', body, 0)
+        (clen,) = struct.unpack_from('<I', body, 28)
+        compression = body[32:32 + clen].decode()
+        (rlen,) = struct.unpack_from('<Q', body, 32 + clen)
+        records = body[40 + clen:40 + clen + rlen]
+        try:
+            data = decompress(records, compression, usize, crc)
+        except Exception as exc:  # noqa: BLE001
+            raise TruncatedBagError(f'damaged MCAP chunk: {_one_line(exc)}') from None
+        i = 0
+        while i + 9 <= len(data):
+            op, length = struct.unpack_from('<BQ', data, i)
+            yield from self._record(op, data[i + 9:i + 9 + length], want_data)
+            i += 9 + length
+
+    def _record(self, op: int, body: bytes, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
+        if op == 0x03:  # schema: id, name, encoding, data
+            (sid,) = struct.unpack_from('<H', body, 0)
+            name, i = _mcap_str(body, 2)
+            _, i = _mcap_str(body, i)
+            (dlen,) = struct.unpack_from('<I', body, i)
+            self.schemas[sid] = (name, body[i + 4:i + 4 + dlen].decode('utf-8', 'replace'))
+        elif op == 0x04:  # channel: id, schema id, topic, encoding, metadata
+            cid, sid = struct.unpack_from('<HH', body, 0)
+            topic, _ = _mcap_str(body, 4)
+            self.channels[cid] = (topic, sid)
+        elif op == 0x05:  # message: channel, sequence, log time, publish time, data
+            cid, _, log_time, _ = struct.unpack_from('<HIQQ', body, 0)
+            yield cid, log_time, (body[22:] if want_data else b'')
+
+    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, str, int, bytes]]:
+        n = 0
+        try:
+            for cid, t, raw in self._records(want_data=True):
+                topic, sid = self.channels.get(cid, ('', 0))
+                if topic in topics:
+                    yield topic, self.schemas.get(sid, ('', ''))[0], int(t), raw
+                    n += 1
+        except TruncatedBagError as exc:
+            raise TruncatedBagError(f'{self.path}: bag {exc}; read {n} message(s) before '
+                                    'that') from None
+        if self.damage:
+            raise TruncatedBagError(f'{self.path}: bag {self.damage}')
+
+    def close(self) -> None:
+        pass
+
+
+def _mcap_str(body: bytes, i: int) -> tuple[str, int]:
+    (n,) = struct.unpack_from('<I', body, i)
+    return body[i + 4:i + 4 + n].decode('utf-8', 'replace'), i + 4 + n
+
+
+class _Sqlite3Scan:
+    """Row-by-row reader for a ``.db3`` cut short (page count in its header > file size).
+
+    Works on a temporary copy whose header page count is set to the pages present, then
+    reads messages one by one in insertion order, stopping at the first unreadable one.
+    """
+
+    def __init__(self, path: pathlib.Path) -> None:
+        self.path = path
+        self.damage: str | None = None
+        self._tmp = tempfile.TemporaryDirectory(prefix='seg_bag_recover_')
+        copy = pathlib.Path(self._tmp.name) / path.name
+        with path.open('rb') as f:
+            header = bytearray(f.read(100))
+        if len(header) < 100 or not header.startswith(b'SQLite format 3\0'):
+            self._tmp.cleanup()
+            raise BagError('not an SQLite database')
+        (page,) = struct.unpack_from('>H', header, 16)
+        page = 65536 if page == 1 else page
+        size = path.stat().st_size
+        pages = size // page
+        shutil.copyfile(path, copy)
+        with copy.open('r+b') as f:
+            f.truncate(pages * page)
+            f.seek(28)
+            f.write(struct.pack('>I', pages))
+        self.db = sqlite3.connect(f'file:{copy}?immutable=1', uri=True)
+        try:
+            rows = self.db.execute('SELECT id, name, type, type_description_hash FROM topics'
+                                   ).fetchall()
+        except sqlite3.DatabaseError:
+            try:
+                rows = [(*r, None) for r in self.db.execute(
+                    'SELECT id, name, type FROM topics').fetchall()]
+            except sqlite3.DatabaseError as exc:
+                self.close()
+                raise BagError(f'unreadable database: {exc}') from None
+        self.topic_by_id = {int(r[0]): (r[1], r[2]) for r in rows}
+        self.ids = self._message_ids()
+        self.topics = {}
+        for _, tid in self.ids:
+            name, msgtype = self.topic_by_id.get(tid, ('', ''))
+            info = self.topics.setdefault(name, TopicInfo(name, msgtype, 0))
+            info.count += 1
+        for name, msgtype in self.topic_by_id.values():
+            self.topics.setdefault(name, TopicInfo(name, msgtype, 0))
+        self.damage = (f'ends mid-write ({size} bytes; {len(self.ids)} complete message(s) '
+                       'readable)')
+
+    def _message_ids(self) -> list[tuple[int, int]]:
+        ids = []
+        try:
+            last = self.db.execute('SELECT max(id) FROM messages').fetchone()[0] or 0
+        except sqlite3.DatabaseError:
+            last = 1 << 62
+        i = 1
+        while i <= last:
+            try:
+                row = self.db.execute('SELECT topic_id, length(data) FROM messages WHERE id=?',
+                                      (i,)).fetchone()
+            except sqlite3.DatabaseError:
+                break
+            if row is None:
+                if last == 1 << 62:
+                    break
+            else:
+                ids.append((i, int(row[0])))
+            i += 1
+        return ids
+
+    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, str, int, bytes]]:
+        n = 0
+        for mid, tid in self.ids:
+            name, msgtype = self.topic_by_id.get(tid, ('', ''))
+            if name not in topics:
+                continue
+            t, data = self.db.execute('SELECT timestamp, data FROM messages WHERE id=?',
+                                      (mid,)).fetchone()
+            yield name, msgtype, int(t), bytes(data)
+            n += 1
+        raise TruncatedBagError(f'{self.path}: bag {self.damage}; read {n} message(s)')
+
+    def close(self) -> None:
+        db = getattr(self, 'db', None)
+        if db is not None:
+            db.close()
+            self.db = None
+        self._tmp.cleanup()
+
+
+# -- writing -----------------------------------------------------------------------------
+class BagWriter:
+    """Writes a rosbag2 (version 9) folder; use as a context manager or call :meth:`close`.
+
+    Args:
+        path: the bag folder to create (must not exist).
+        storage: ``'mcap'`` or ``'sqlite3'``.
+
+    Raises:
+        BagError: the folder exists, or the storage is unknown.
+    """
+
+    def __init__(self, path: str | os.PathLike, storage: str = 'mcap') -> None:
+        """Create the bag folder and open its storage."""
+        from rosbags.rosbag2 import StoragePlugin, Writer
+        self.path = pathlib.Path(path)
+        if storage not in STORAGES:
+            raise BagError(f'storage must be one of {STORAGES}, got {storage!r}')
+        if self.path.exists():
+            raise BagError(f'{self.path}: exists already (remove it or choose another path)')
+        if not self.path.parent.is_dir():
+            raise BagError(f'{self.path.parent}: folder not found')
+        plugin = StoragePlugin.MCAP if storage == 'mcap' else StoragePlugin.SQLITE3
+        self._writer = Writer(self.path, version=9, storage_plugin=plugin)
+        self._writer.open()
+        self._conns: dict[str, Any] = {}
+        self.counts: dict[str, int] = {}
+
+    def add_topic(self, topic: str, msgtype: str, msgdef: str | None = None,
+                  rihs01: str | None = None) -> None:
+        """Register ``topic``; the definition comes from the typestore unless both given.
+
+        Raises:
+            BagError: the type is unknown to the typestore and no definition was given.
+        """
+        if topic in self._conns:
+            return
+        if msgdef and rihs01:
+            conn = self._writer.add_connection(topic, msgtype, msgdef=msgdef, rihs01=rihs01)
+        else:
+            if msgtype not in typestore().types:
+                raise BagError(f'no message definition for {msgtype} (topic {topic})')
+            conn = self._writer.add_connection(topic, msgtype, typestore=typestore())
+        self._conns[topic] = conn
+        self.counts[topic] = 0
+
+    def write(self, topic: str, time_ns: int, message: Any) -> None:
+        """Write a message object (serialised here) or CDR bytes at bag time ``time_ns``."""
+        conn = self._conns[topic]
+        raw = message if isinstance(message, (bytes, bytearray, memoryview)) else \
+            typestore().serialize_cdr(message, conn.msgtype)
+        self._writer.write(conn, int(time_ns), raw)
+        self.counts[topic] += 1
+
+    def close(self) -> None:
+        """Finish the bag (index, footer, metadata.yaml)."""
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    def __enter__(self) -> BagWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# -- message building (rosbags message objects) ----------------------------------------
+def header(time_ns: int, frame_id: str) -> Any:
+    """``std_msgs/Header`` with stamp ``time_ns`` (nanoseconds) and ``frame_id``."""
+    types = typestore().types
+    sec, nsec = divmod(int(time_ns), 1_000_000_000)
+    return types['std_msgs/msg/Header'](
+        stamp=types['builtin_interfaces/msg/Time'](sec=sec, nanosec=nsec), frame_id=frame_id)
+
+
+def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
+    """``sensor_msgs/Image`` from (H, W) or (H, W, C) uint8 pixels already in ``encoding``."""
+    array = np.ascontiguousarray(array, np.uint8)
+    h, w = array.shape[:2]
+    step = array.strides[0]
+    return typestore().types[IMAGE](header=hdr, height=h, width=w, encoding=encoding,
+                                    is_bigendian=0, step=step, data=array.reshape(-1))
+
+
+def compressed_msg(image_rgb: np.ndarray, fmt: str, hdr: Any, quality: int = 95) -> Any:
+    """``sensor_msgs/CompressedImage`` (``png`` or ``jpeg``) of an (H, W, 3) RGB frame."""
+    import cv2
+    ext = {'png': '.png', 'jpeg': '.jpg'}[fmt]
+    params = [cv2.IMWRITE_JPEG_QUALITY, quality] if fmt == 'jpeg' else []
+    ok, buf = cv2.imencode(ext, cv2.cvtColor(image_rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise BagError(f'could not encode a frame as {fmt}')
+    # image_transport's format string: OpenCV encodes BGR
+    return typestore().types[COMPRESSED](header=hdr, format=f'bgr8; {fmt} compressed bgr8',
+                                         data=np.asarray(buf, np.uint8).reshape(-1))
+
+
+def camera_info_msg(width: int, height: int, hdr: Any) -> Any:
+    """Uncalibrated ``sensor_msgs/CameraInfo`` (K = 0) of a ``width`` x ``height`` camera."""
+    types = typestore().types
+    zeros = functools.partial(np.zeros, dtype=np.float64)
+    return types[CAMERA_INFO](
+        header=hdr, height=int(height), width=int(width), distortion_model='plumb_bob',
+        d=zeros(5), k=zeros(9), r=np.eye(3).reshape(-1), p=zeros(12), binning_x=0,
+        binning_y=0,
+        roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0,
+                                                      width=0, do_rectify=False))
+
+
+def mono8(msg: Any) -> np.ndarray:
+    """(H, W) uint8 pixels of a ``mono8``/``8UC1`` Image (label or ground-truth image),
+    honouring ``step``; raises :class:`BagError` for other encodings or short data.
+    """
+    if msg.encoding not in ('mono8', '8UC1'):
+        raise BagError(f'expected a mono8 label image, got encoding {msg.encoding!r}')
+    h, w, step = int(msg.height), int(msg.width), int(msg.step)
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray)
+                         else msg.data, np.uint8)
+    if step < w or data.size < h * step:
+        raise BagError(f'mono8 image {w}x{h} with step {step} has only {data.size} bytes')
+    return data[:h * step].reshape(h, step)[:, :w]

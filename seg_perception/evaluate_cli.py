@@ -1,0 +1,189 @@
+r"""``seg_evaluate``: score a road-segmentation model on a KITTI Road or CamVid split.
+
+Runs the model exactly as the ROS node does (same Segmenter, preprocessing, optional dense
+CRF) over every frame of the split and computes the KITTI Road devkit metrics (MaxF,
+AvgPrec, PRE, REC, FPR, FNR at the MaxF threshold, plus road IoU). All metrics are
+fractions in [0, 1].
+
+Examples::
+
+    seg_evaluate --model models/road_camvid.segmodel --dataset camvid \
+        --data-dir ../shared/data/camvid --split val --out eval/camvid_val
+    seg_evaluate --model runs/kitti/model.segmodel --dataset kitti \
+        --data-dir ~/data/data_road --split val --out eval/kitti_val --crf --save-probabilities
+
+Writes into --out:
+    metrics.json       MaxF, AvgPrec, PRE, REC, FPR, FNR, IoU, accuracy, threshold, n_images
+                       (+ F/PRE/REC/IoU_at_threshold for the model's threshold, timing, settings)
+    summary.md         the same as a readable report, with the PR curve and overlays
+    pr_curve.png       precision-recall curve
+    frames.csv         per-frame inference time, road fraction and IoU
+    overlays/          a few colour overlays (--overlays N)
+    prob/<frame>.png   with --save-probabilities: road probability as uint8 0..255 at the
+                       input resolution (what the metrics were computed from)
+
+Splits without ground truth (KITTI ``testing``, a CamVid folder without ``<split>annot/``)
+run in prediction-only mode: overlays, probabilities and timings are written, metrics.json
+has ``"ground_truth": false`` and no metric values. For camera streams use ``seg_bag`` or
+the ``road_segmentation`` node.
+
+Splits: KITTI ``train``/``val`` (stratified 241/48 of the 289 training frames),
+``training`` (all), ``testing``, or a text file of frame names; CamVid ``train``, ``val``,
+``test`` (any folder name with a matching ``<name>annot/`` label folder).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import pathlib
+import sys
+from typing import Any
+
+from seg_perception.cli_common import run_cli, setup_logging
+
+PROG = 'seg_evaluate'
+LOG = logging.getLogger(PROG)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command-line flags."""
+    p = argparse.ArgumentParser(prog=PROG, description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', required=True, help='model file (.segmodel) to evaluate')
+    p.add_argument('--dataset', required=True, choices=['kitti', 'camvid'],
+                   help='dataset layout of --data-dir')
+    p.add_argument('--data-dir', required=True,
+                   help='KITTI data_road folder (with training/, testing/) or CamVid folder '
+                        '(with val/, valannot/ ...)')
+    p.add_argument('--split', default='val', help='split to evaluate (default val; see above)')
+    p.add_argument('--out', required=True, help='output folder (created; files are replaced)')
+    p.add_argument('--limit', type=int, help='evaluate only the first N frames (sorted by name)')
+    p.add_argument('--task', choices=['road', 'lane'], default='road',
+                   help='KITTI ground truth: road (default) or ego lane')
+    g = p.add_argument_group('inference (defaults: the model card)')
+    g.add_argument('--input-mode', choices=['pad', 'resize'],
+                   help='pad: full resolution padded to a multiple of 32; resize: to the '
+                        'model size')
+    g.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
+                   help='model input size for resize mode (multiples of 32)')
+    g.add_argument('--threshold', type=float,
+                   help='road threshold for labels, overlays, per-frame IoU and '
+                        '*_at_threshold (MaxF scans all thresholds anyway)')
+    g.add_argument('--precision', default='auto',
+                   choices=['auto', 'float32', 'bfloat16', 'float16'],
+                   help='compute precision (auto: bfloat16 on AMX CPUs, else float32)')
+    g.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    g.add_argument('--batch-size', type=int, default=4, help='frames per forward pass')
+    g.add_argument('--crf', action='store_true', help='refine with a dense CRF (slow)')
+    g.add_argument('--crf-scale', type=float, metavar='S',
+                   help='run the CRF at S times the input resolution (e.g. 0.5; implies --crf)')
+    g = p.add_argument_group('outputs')
+    g.add_argument('--save-probabilities', action='store_true',
+                   help='write prob/<frame>.png (uint8 road probability, input resolution)')
+    g.add_argument('--overlays', type=int, default=4, metavar='N',
+                   help='number of overlay PNGs (default 4; 0 = none)')
+    p.add_argument('-v', '--verbose', action='store_true')
+    return p
+
+
+class _Fail(Exception):
+    """An expected error: printed as one line."""
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Reject bad flag values before loading anything (raises :class:`_Fail`)."""
+    if args.input_size and any(s < 32 or s % 32 for s in args.input_size):
+        raise _Fail(f'--input-size must be two multiples of 32, got {args.input_size}')
+    if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
+        raise _Fail(f'--threshold must be in [0, 1], got {args.threshold}')
+    if args.crf_scale is not None and not 0.0 < args.crf_scale <= 1.0:
+        raise _Fail(f'--crf-scale must be in (0, 1], got {args.crf_scale}')
+    if args.batch_size < 1:
+        raise _Fail(f'--batch-size must be >= 1, got {args.batch_size}')
+    if args.limit is not None and args.limit < 1:
+        raise _Fail(f'--limit must be >= 1, got {args.limit}')
+    if args.overlays < 0:
+        raise _Fail(f'--overlays must be >= 0, got {args.overlays}')
+    if not pathlib.Path(args.model).is_file():
+        raise _Fail(f'{args.model}: model file not found')
+
+
+def crf_params_from(args: argparse.Namespace) -> Any:
+    """A :class:`crf.CRFParams` when --crf / --crf-scale is given, else ``None``."""
+    if not (args.crf or args.crf_scale is not None):
+        return None
+    from seg_perception.crf import CRFParams
+    return CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
+
+
+def evaluate(args: argparse.Namespace) -> int:
+    """Open the split and the model, run the evaluation loop, write and print results."""
+    from seg_perception.datasets import open_dataset
+    from seg_perception.evaluation import EvalRun, dataset_frames, metrics_table
+    from seg_perception.segmenter import Segmenter
+
+    kwargs: dict[str, Any] = ({'task': args.task} if args.dataset == 'kitti'
+                              else {'require_gt': False})
+    dataset = open_dataset(args.dataset, args.data_dir, args.split, **kwargs)
+    total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    if not dataset.has_ground_truth:
+        LOG.warning('split %r has no ground truth: prediction-only mode (overlays, '
+                    'probabilities and timings; no metrics)', args.split)
+    crf_params = crf_params_from(args)
+    segmenter = Segmenter(args.model, device=args.device, input_mode=args.input_mode,
+                          input_size=args.input_size, precision=args.precision,
+                          threshold=args.threshold)
+    run = EvalRun(segmenter, args.out, crf_params=crf_params,
+                  save_probabilities=args.save_probabilities, n_overlays=args.overlays,
+                  total=total, batch_size=args.batch_size)
+    info = {'model': str(args.model), 'dataset': args.dataset, 'data_dir': str(args.data_dir),
+            'split': args.split, 'frames_in_split': len(dataset),
+            'input_mode': segmenter.input_mode, 'input_size': list(segmenter.input_size),
+            'precision': segmenter.precision, 'device': segmenter.device}
+    if crf_params is not None:
+        info['crf_scale'] = float(getattr(crf_params, 'scale', 1.0))
+    LOG.info('evaluating %d frame(s) of %s %s with %s (%s, %s)', total, args.dataset,
+             args.split, args.model, segmenter.input_mode, segmenter.precision)
+    try:
+        for _ in run.iterate(dataset_frames(dataset, total), desc=PROG):
+            pass
+    except BaseException as exc:  # keep what was done, then report the error
+        reason = 'interrupted' if isinstance(exc, KeyboardInterrupt) else str(exc)
+        if run.n_frames:
+            run.finish(info, summary_name='summary.md', partial=True, error=reason,
+                       title=f'{args.dataset} {args.split}: partial evaluation')
+            LOG.warning('partial results for %d frame(s) written to %s', run.n_frames,
+                        args.out)
+        raise
+    doc = run.finish(info, summary_name='summary.md',
+                     title=f'Evaluation of {pathlib.Path(args.model).name} on '
+                           f'{args.dataset} {args.split}')
+    if doc['ground_truth']:
+        print(metrics_table(doc))
+        if 'IoU_at_threshold' in doc:
+            print(f'at threshold {doc["threshold_fixed"]:.3f}: F {doc["F_at_threshold"]:.4f} '
+                  f'IoU {doc["IoU_at_threshold"]:.4f}')
+    else:
+        print(f'{run.n_frames} frame(s) segmented, no metrics ({doc.get("metrics_error")})')
+    print(f'results written to {args.out}/ (metrics.json, summary.md)')
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``seg_evaluate``."""
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+
+    def run() -> int:
+        from seg_perception.datasets import DatasetError
+        from seg_perception.model_io import ModelFileError
+        try:
+            check_args(args)
+            return evaluate(args)
+        except (DatasetError, ModelFileError, ValueError, OSError, RuntimeError) as exc:
+            raise _Fail(str(exc)) from None
+    return run_cli(PROG, run, (_Fail,))
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,151 @@
+"""seg_train end to end on tiny synthetic KITTI/CamVid layouts: loss, outputs, resume, errors."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from data_factory import make_camvid, make_kitti
+
+from seg_perception import train_cli
+from seg_perception.datasets import open_dataset
+from seg_perception.image_io import IGNORE
+from seg_perception.model_io import load_model, read_card
+from seg_perception.training.config import TrainConfig
+from seg_perception.training.pipeline import FrameStore, TrainSequence, augment
+
+FAST = ['--input-size', '64', '96', '--batch-size', '2', '--steps-per-epoch', '4',
+        '--lr', '3e-3', '--precision', 'float32', '--dropout', '0.0', '--jitter', '0.1']
+
+
+def _epochs(run: pathlib.Path) -> list[dict[str, str]]:
+    with open(run / 'log.csv') as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.mark.parametrize('dataset', ['kitti', 'camvid'])
+def test_two_epochs_lower_loss_and_write_everything(tmp_path: pathlib.Path, dataset: str) -> None:
+    data = (make_kitti(tmp_path / 'data', per_category=4) if dataset == 'kitti'
+            else make_camvid(tmp_path / 'data'))
+    run = tmp_path / 'run'
+    rc = train_cli.main(['--dataset', dataset, '--data-dir', str(data), '--out', str(run),
+                         '--epochs', '2', *FAST])
+    assert rc == 0
+    rows = _epochs(run)
+    assert [int(r['epoch']) for r in rows] == [0, 1]
+    assert float(rows[1]['loss']) < float(rows[0]['loss'])
+    assert 0.0 <= float(rows[1]['val_MaxF']) <= 1.0
+    for rel in ('config.yaml', 'checkpoints/last.segmodel', 'checkpoints/best.segmodel',
+                'backup/training_metadata.json', 'model.segmodel'):
+        assert (run / rel).is_file(), rel
+    card = read_card(run / 'model.segmodel')
+    assert card.training['dataset'] == dataset
+    assert card.input_size == [64, 96] and card.input_mode == 'resize'
+    assert set(card.metrics) >= {'MaxF', 'AvgPrec', 'IoU', 'threshold'}
+    assert card.threshold == card.metrics['threshold']
+    assert 'seg_train' in card.training['command']
+    model, _ = load_model(run / 'model.segmodel')
+    out = model(np.zeros((1, 64, 96, 3), np.uint8))
+    assert tuple(out.shape) == (1, 64, 96, 2)
+
+
+def test_augment_keeps_image_and_labels_aligned() -> None:
+    rng = np.random.default_rng(0)
+    image = np.zeros((60, 80, 3), np.uint8)
+    target = np.zeros((60, 80), np.uint8)
+    image[30:, :, :] = 200
+    target[30:, :] = 1
+    for _ in range(20):
+        img, tgt = augment(image, target, (64, 96), rng, (0.7, 1.4), True, 0.0)
+        assert img.shape == (64, 96, 3) and tgt.shape == (64, 96)
+        bright = img[:, :, 0] > 100
+        agree = ((tgt == 1) == bright)[tgt != IGNORE]
+        assert agree.mean() > 0.97
+        assert (img[tgt == IGNORE] == 0).all()
+
+
+def test_pydataset_batches_are_deterministic(tmp_path: pathlib.Path) -> None:
+    data = make_camvid(tmp_path / 'data', n_train=5, n_val=1)
+    store = FrameStore(open_dataset('camvid', data, 'train'), cache=True)
+    seq = TrainSequence(store, (64, 96), 2, (0.9, 1.1), True, 0.1, None, seed=3)
+    x1, y1, w1 = seq[1]
+    x2, y2, w2 = TrainSequence(store, (64, 96), 2, (0.9, 1.1), True, 0.1, None, seed=3)[1]
+    assert x1.shape == (2, 64, 96, 3) and y1.dtype == np.uint8 and w1.dtype == np.float32
+    assert np.array_equal(x1, x2) and np.array_equal(y1, y2) and np.array_equal(w1, w2)
+    assert set(np.unique(w1)) <= {0.0, 1.0} and y1.max() <= 1
+
+
+def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if proc.poll() is not None:
+            raise AssertionError(f'seg_train exited early: {proc.stderr.read()}')
+        if time.monotonic() > deadline:
+            raise AssertionError('timed out waiting for the training run')
+        time.sleep(0.2)
+
+
+def test_resume_after_kill_mid_epoch(tmp_path: pathlib.Path) -> None:
+    data = make_camvid(tmp_path / 'data', n_train=4, n_val=2)
+    run = tmp_path / 'run'
+    args = [sys.executable, '-m', 'seg_perception.train_cli', '--dataset', 'camvid',
+            '--data-dir', str(data), '--out', str(run), '--epochs', '3', *FAST,
+            '--steps-per-epoch', '12']
+    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        meta = run / 'backup' / 'training_metadata.json'
+        _wait_for(meta.is_file, 600, proc)            # epoch 1 finished and backed up
+        time.sleep(1.0)                                # let epoch 2 get under way
+        assert proc.poll() is None, 'run finished before it could be killed mid-epoch'
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(timeout=60)
+    saved_epoch = json.loads(meta.read_text())['epoch']
+    assert saved_epoch in (0, 1)
+    assert not (run / 'model.segmodel').exists()
+    done = subprocess.run(args + ['--resume'], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    assert f'from epoch {saved_epoch + 2}' in done.stderr
+    epochs = [int(r['epoch']) for r in _epochs(run)]
+    assert epochs[-1] == 2 and sorted(set(epochs)) == [0, 1, 2]
+    assert (run / 'model.segmodel').is_file()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, '-m', 'seg_perception.train_cli', *args],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
+
+
+def test_clear_errors(tmp_path: pathlib.Path) -> None:
+    r = _cli('--dataset', 'camvid', '--data-dir', str(tmp_path / 'missing'),
+             '--out', str(tmp_path / 'r'))
+    assert r.returncode == 1
+    assert r.stderr.strip().splitlines()[-1].startswith('seg_train: error: ')
+    assert 'folder not found' in r.stderr
+    run = tmp_path / 'r2'
+    r = _cli('--dataset', 'camvid', '--data-dir', str(tmp_path), '--out', str(run), '--resume')
+    assert r.returncode == 1 and 'nothing to resume' in r.stderr
+    (run / 'backup').mkdir(parents=True)
+    r = _cli('--dataset', 'camvid', '--data-dir', str(tmp_path), '--out', str(run))
+    assert r.returncode == 1 and 'pass --resume' in r.stderr
+    bad = tmp_path / 'bad.yaml'
+    bad.write_text('epochz: 3\n')
+    r = _cli('--config', str(bad), '--data-dir', str(tmp_path))
+    assert r.returncode == 1 and 'unknown config keys: epochz' in r.stderr
+    r = _cli('--dataset', 'camvid', '--data-dir', str(tmp_path), '--input-size', '100', '96')
+    assert r.returncode == 1 and 'multiples of 32' in r.stderr
+
+
+def test_yaml_then_flags_override(tmp_path: pathlib.Path) -> None:
+    cfg = tmp_path / 'c.yaml'
+    cfg.write_text('dataset: camvid\nepochs: 7\nbatch_size: 3\ninput_size: [96, 128]\n')
+    c = TrainConfig.from_yaml(cfg).updated({'epochs': 9})
+    assert (c.dataset, c.epochs, c.batch_size, c.input_size) == ('camvid', 9, 3, (96, 128))
