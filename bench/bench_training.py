@@ -12,12 +12,12 @@ Step time pipeline/cached close to 1.0 means the input pipeline is not the bottl
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
-import platform
 import sys
 import time
+
+from bench.common import SHARED_DATA, machine_info, print_table, write_results
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -31,20 +31,20 @@ def _fit_time(model, data, steps: int) -> float:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--data-dir', default='../shared/data/camvid', help='CamVid folder')
+    p.add_argument('--data-dir', default=str(SHARED_DATA / 'camvid'), help='CamVid folder')
     p.add_argument('--input-size', type=int, nargs=2, default=(192, 256))
     p.add_argument('--batch-size', type=int, default=8)
     p.add_argument('--steps', type=int, default=6, help='timed steps per measurement')
     p.add_argument('--precision', default='auto')
     p.add_argument('--pipeline', default='auto', choices=['auto', 'tfdata', 'pydataset'])
-    p.add_argument('--json', default='bench/results/training.json')
+    p.add_argument('--json', default=None, help='results file (default bench/results/'
+                   'training.json)')
     args = p.parse_args(argv)
     if not pathlib.Path(args.data_dir, 'train').is_dir():
         print(f'bench_training: CamVid not found in {args.data_dir}', file=sys.stderr)
         return 1
 
     import keras
-    import numpy as np
 
     from seg_perception.datasets import open_dataset
     from seg_perception.model import ModelSpec
@@ -84,11 +84,7 @@ def main(argv: list[str] | None = None) -> int:
 
     b, s = args.batch_size, args.steps
     result = {
-        'machine': {'cpu_count': os.cpu_count(), 'platform': platform.platform(),
-                    'processor': platform.processor()},
-        'versions': {'keras': keras.__version__, 'backend': keras.backend.backend(),
-                     'numpy': np.__version__},
-        'date': time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime()),
+        'machine': machine_info(),
         'input_size': list(args.input_size), 'batch_size': b, 'precision': precision,
         'pipeline': 'tf.data' if use_tfdata else 'PyDataset',
         'step_s_pipeline': t_pipe / s, 'step_s_cached': t_cached / s,
@@ -96,17 +92,16 @@ def main(argv: list[str] | None = None) -> int:
         'images_per_s_pipeline': b * s / t_pipe, 'images_per_s_cached': b * s / t_cached,
         'pipeline_over_cached': t_pipe / t_cached,
     }
-    out = pathlib.Path(args.json)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2))
-    print(f"| feed | step (s) | images/s |\n|---|---|---|\n"
-          f"| real pipeline ({result['pipeline']}) | {result['step_s_pipeline']:.3f} | "
-          f"{result['images_per_s_pipeline']:.2f} |\n"
-          f"| cached tensor batch | {result['step_s_cached']:.3f} | "
-          f"{result['images_per_s_cached']:.2f} |\n"
-          f"| input pipeline alone (per batch) | {result['input_only_s_per_batch']:.3f} | |\n\n"
-          f"pipeline/cached step time: {result['pipeline_over_cached']:.3f} "
-          f"({precision}, {args.input_size[0]}x{args.input_size[1]}, batch {b})")
+    write_results('training', result, args.json)
+    rows = [{'feed': f"real pipeline ({result['pipeline']})",
+             'step': result['step_s_pipeline'], 'ips': result['images_per_s_pipeline']},
+            {'feed': 'cached tensor batch', 'step': result['step_s_cached'],
+             'ips': result['images_per_s_cached']},
+            {'feed': 'input pipeline alone', 'step': result['input_only_s_per_batch']}]
+    print_table(f'Training throughput ({precision}, {args.input_size[0]}x{args.input_size[1]}, '
+                f'batch {b})', rows, ['feed', 'step', 'ips'],
+                ['feed', 'step (s)', 'images/s'])
+    print(f"pipeline/cached step time: {result['pipeline_over_cached']:.3f}")
     return 0
 
 
