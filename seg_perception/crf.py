@@ -101,11 +101,13 @@ def refine(image: np.ndarray, probability: np.ndarray,
         raise ValueError(f'class probabilities need at least 2 classes, got {probability.shape}')
 
     h, w = image.shape[:2]
+    # OpenCV and pydensecrf need plain C-contiguous arrays (no copy when already one).
+    image = np.ascontiguousarray(image)
     if binary:
         road = probability.astype(np.float32, copy=False)
         probs = np.stack([1.0 - road, road], axis=-1)  # (H, W, 2)
     else:
-        probs = probability.astype(np.float32, copy=False)
+        probs = np.ascontiguousarray(probability, dtype=np.float32)
 
     scale = float(params.scale)
     if scale < 1.0:
@@ -150,6 +152,6 @@ def _dense_crf(image: np.ndarray, probs: np.ndarray, params: CRFParams,
     if params.compat > 0:
         crf.addPairwiseBilateral(sxy=max(params.sxy * pixel_scale, 1e-3),
                                  srgb=float(params.srgb),
-                                 rgbim=np.ascontiguousarray(image), compat=float(params.compat))
+                                 rgbim=image, compat=float(params.compat))
     q = np.asarray(crf.inference(int(params.iterations)), dtype=np.float32)  # (C, h*w)
     return np.ascontiguousarray(q.reshape(c, h, w).transpose(1, 2, 0))

@@ -90,6 +90,13 @@ class _Fail(Exception):
     """An expected error: printed as one line."""
 
 
+def _expected() -> tuple[type[BaseException], ...]:
+    """Errors of bad input (one-line messages), as opposed to bugs."""
+    from seg_perception.datasets import DatasetError
+    from seg_perception.model_io import ModelFileError
+    return (DatasetError, ModelFileError, ValueError, OSError, RuntimeError)
+
+
 def check_args(args: argparse.Namespace) -> None:
     """Reject bad flag values before loading anything (raises :class:`_Fail`)."""
     if args.input_size and any(s < 32 or s % 32 for s in args.input_size):
@@ -149,12 +156,14 @@ def evaluate(args: argparse.Namespace) -> int:
             pass
     except BaseException as exc:  # keep what was done, then report the error
         reason = 'interrupted' if isinstance(exc, KeyboardInterrupt) else str(exc)
-        if run.n_frames:
-            run.finish(info, summary_name='summary.md', partial=True, error=reason,
-                       title=f'{args.dataset} {args.split}: partial evaluation')
-            LOG.warning('partial results for %d frame(s) written to %s', run.n_frames,
-                        args.out)
-        raise
+        if not run.n_frames:
+            raise
+        run.finish(info, summary_name='summary.md', partial=True, error=reason,
+                   title=f'{args.dataset} {args.split}: partial evaluation')
+        if not isinstance(exc, _expected()):
+            raise
+        raise _Fail(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
+                    f'{args.out})') from None
     doc = run.finish(info, summary_name='summary.md',
                      title=f'Evaluation of {pathlib.Path(args.model).name} on '
                            f'{args.dataset} {args.split}')
@@ -175,13 +184,11 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.verbose)
 
     def run() -> int:
-        from seg_perception.datasets import DatasetError
-        from seg_perception.model_io import ModelFileError
         try:
             check_args(args)
             return evaluate(args)
-        except (DatasetError, ModelFileError, ValueError, OSError, RuntimeError) as exc:
-            raise _Fail(str(exc)) from None
+        except _expected() as exc:
+            raise _Fail(' '.join(str(exc).split())) from None
     return run_cli(PROG, run, (_Fail,))
 
 

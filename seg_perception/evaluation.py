@@ -150,6 +150,7 @@ class EvalRun:
         self.overlay_files: list[pathlib.Path] = []
         self._overlay_at = self._overlay_indices()
         self._names: set[str] = set()
+        self._first_batch = 0
         if self.out_dir is not None:
             self.out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -176,6 +177,8 @@ class EvalRun:
                                  f'{f.image.shape[1]}x{f.image.shape[0]}')
         t0 = time.perf_counter()
         segs = self.segmenter.segment([f.image for f in frames])
+        if not self.records:
+            self._first_batch = len(frames)
         share_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
         results = []
         for f, seg in zip(frames, segs):
@@ -233,24 +236,37 @@ class EvalRun:
                 desc: str = 'segment') -> Iterator[FrameResult]:
         """Batch ``frames`` and yield one :class:`FrameResult` per frame, in order.
 
-        A progress bar goes to stderr when it is a terminal and ``progress`` is set.
+        If ``frames`` raises (e.g. a bag that ends mid-write), the frames read before are
+        still processed, then the error is raised again. A progress bar goes to stderr
+        when it is a terminal and ``progress`` is set.
         """
         from tqdm import tqdm
         bar = tqdm(total=self.total, desc=desc, unit='frame', file=sys.stderr,
                    disable=not (progress and sys.stderr.isatty()))
+        source = iter(frames)
+        batch: list[Frame] = []
+        failure: Exception | None = None
         try:
-            batch: list[Frame] = []
-            for frame in frames:
+            while failure is None:
+                try:
+                    frame = next(source)
+                except StopIteration:
+                    break
+                except Exception as exc:  # noqa: BLE001 - re-raised after the pending batch
+                    failure = exc
+                    break
                 batch.append(frame)
                 if len(batch) >= self.batch_size:
                     yield from self.process(batch)
                     bar.update(len(batch))
                     batch = []
-            if batch:
+            if batch:  # frames read before the end (or before a source error)
                 yield from self.process(batch)
                 bar.update(len(batch))
         finally:
             bar.close()
+        if failure is not None:
+            raise failure
 
     # -- results ---------------------------------------------------------------------
     @property
@@ -276,13 +292,17 @@ class EvalRun:
         return out
 
     def timing(self) -> dict[str, float]:
-        """Per-frame inference time statistics in ms."""
-        return percentiles([r.inference_ms for r in self.records])
+        """Per-frame inference time statistics in ms, without the first batch (it includes
+        graph tracing / compilation) unless it is all there is.
+        """
+        warm = self._first_batch if len(self.records) > self._first_batch else 0
+        return percentiles([r.inference_ms for r in self.records[warm:]])
 
     def finish(self, run_info: dict[str, Any] | None = None, groups_key: str | None = None,
                summary_name: str = 'summary.md', title: str = 'Road segmentation evaluation',
                partial: bool = False, error: str | None = None,
-               extra: dict[str, Any] | None = None) -> dict[str, Any]:
+               extra: dict[str, Any] | None = None, group_label: str = 'group',
+               ) -> dict[str, Any]:
         """Write metrics.json, frames.csv, the PR curve and the markdown summary.
 
         Args:
@@ -294,6 +314,7 @@ class EvalRun:
             partial: the run stopped early (interrupted or an input error).
             error: why it stopped, if it did.
             extra: more top-level entries for metrics.json.
+            group_label: what a group is, for the CSV header and the summary (``'topic'``).
 
         Returns:
             The metrics.json content.
@@ -318,7 +339,7 @@ class EvalRun:
         doc.update(extra or {})
         if self.out_dir is None:
             return doc
-        self._write_csv(self.out_dir / 'frames.csv')
+        self._write_csv(self.out_dir / 'frames.csv', group_label)
         curves = self._curves(groups)
         if curves:
             try:
@@ -326,9 +347,9 @@ class EvalRun:
                 plots.save_pr_curve(curves, self.out_dir / 'pr_curve.png', title=title)
             except Exception as exc:  # noqa: BLE001 - a missing picture must not lose metrics
                 LOG.warning('could not draw the PR curve: %s', exc)
-        (self.out_dir / 'metrics.json').write_text(json.dumps(_jsonable(doc), indent=2) + '\n')
+        (self.out_dir / 'metrics.json').write_text(json.dumps(to_jsonable(doc), indent=2) + '\n')
         (self.out_dir / summary_name).write_text(
-            self._markdown(doc, groups, title, bool(curves)))
+            self._markdown(doc, groups, title, bool(curves), group_label))
         return doc
 
     def _curves(self, groups: dict[str, Any]) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -336,21 +357,21 @@ class EvalRun:
             return []
         scored = [(g, ev) for g, ev in self.groups.items()
                   if g and 'error' not in groups.get(g, {})]
-        curves = [(g, ev.curves()) for g, ev in scored] if len(scored) > 1 else []
-        return curves + [('all frames' if curves else (scored[0][0] if scored else 'all'),
-                          self.evaluator.curves())]
+        if len(scored) <= 1:
+            return [(scored[0][0] if scored else '', self.evaluator.curves())]
+        return [(g, ev.curves()) for g, ev in scored] + [('all', self.evaluator.curves())]
 
-    def _write_csv(self, path: pathlib.Path) -> None:
+    def _write_csv(self, path: pathlib.Path, group_label: str) -> None:
         with path.open('w', newline='') as f:
             w = csv.writer(f)
-            w.writerow(CSV_FIELDS)
+            w.writerow([group_label if c == 'group' else c for c in CSV_FIELDS])
             for r in self.records:
                 w.writerow([r.name, r.group, '' if r.stamp_ns is None else r.stamp_ns, r.width,
                             r.height, f'{r.inference_ms:.3f}', f'{r.road_fraction:.6f}',
                             '' if r.iou is None else f'{r.iou:.6f}'])
 
     def _markdown(self, doc: dict[str, Any], groups: dict[str, Any], title: str,
-                  has_curve: bool) -> str:
+                  has_curve: bool, group_label: str) -> str:
         lines = [f'# {title}', '']
         if doc.get('partial'):
             lines += [f'**Partial results**: stopped after {doc["frames"]} frame(s)'
@@ -369,7 +390,8 @@ class EvalRun:
         else:
             lines += [f'No metrics: {doc.get("metrics_error", "no ground truth")}.', '']
         if len(groups) > 1 or (groups and next(iter(groups))):
-            lines += ['## Per group', '', '| group | frames | MaxF | AvgPrec | IoU |',
+            lines += [f'## Per {group_label}', '',
+                      f'| {group_label} | frames | MaxF | AvgPrec | IoU |',
                       '|---|---|---|---|---|']
             for g, m in groups.items():
                 cells = [_fmt(m.get(k)) if k in m else '-' for k in ('MaxF', 'AvgPrec', 'IoU')]
@@ -378,6 +400,7 @@ class EvalRun:
         t = doc.get('inference_ms') or {}
         if t:
             lines += ['## Inference time per frame (ms)', '',
+                      'Excluding the first batch (graph tracing) when there are more.', '',
                       '| mean | p50 | p95 | max |', '|---|---|---|---|',
                       f'| {t["mean"]:.1f} | {t["p50"]:.1f} | {t["p95"]:.1f} | {t["max"]:.1f} |',
                       '']
@@ -416,11 +439,12 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def _jsonable(v: Any) -> Any:
+def to_jsonable(v: Any) -> Any:
+    """``v`` with numpy scalars, paths and non-finite floats made JSON-friendly."""
     if isinstance(v, dict):
-        return {str(k): _jsonable(x) for k, x in v.items()}
+        return {str(k): to_jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_jsonable(x) for x in v]
+        return [to_jsonable(x) for x in v]
     if isinstance(v, np.generic):
         v = v.item()
     if isinstance(v, float) and not math.isfinite(v):

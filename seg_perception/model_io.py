@@ -16,6 +16,7 @@ import os
 import pathlib
 import tempfile
 import zipfile
+import zlib
 from typing import Any
 
 import keras
@@ -73,8 +74,8 @@ class ModelCard:
 
     @property
     def num_classes(self) -> int:
-        """Number of classes."""
-        return int(self.spec['num_classes'])
+        """Number of classes (the spec's default when the card leaves it out)."""
+        return self.model_spec.num_classes
 
     def validate(self) -> None:
         """Raise ``ValueError`` if the card is inconsistent."""
@@ -191,7 +192,7 @@ def _card_from_zip(zf: zipfile.ZipFile, path: Any) -> ModelCard:
     except KeyError:
         raise ModelFileError(f'{path}: no {CARD_NAME} inside (not a seg_perception model)') \
             from None
-    except (zipfile.BadZipFile, OSError, UnicodeDecodeError, EOFError) as exc:
+    except (zipfile.BadZipFile, zlib.error, OSError, UnicodeDecodeError, EOFError) as exc:
         raise ModelFileError(f'{path}: corrupt model card ({exc})') from None
     try:
         return ModelCard.from_json(text)
@@ -228,7 +229,7 @@ def load_model(path: str | os.PathLike, dtype: Any = None,
                 weights = {k: npz[k] for k in npz.files}
         except KeyError:
             raise ModelFileError(f'{path}: no {WEIGHTS_NAME} inside') from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        except (zipfile.BadZipFile, zlib.error, OSError, ValueError, EOFError) as exc:
             raise ModelFileError(f'{path}: corrupt weights ({exc})') from None
     model = build_fcn8s(card.model_spec, dtype=dtype)
     expected = _weights_of(model)
@@ -242,7 +243,10 @@ def load_model(path: str | os.PathLike, dtype: Any = None,
         if tuple(value.shape) != tuple(var.shape):
             raise ModelFileError(f'{path}: weight {key} has shape {value.shape}, '
                                  f'expected {tuple(var.shape)}')
-        var.assign(value.astype(var.dtype))
+        try:
+            var.assign(value.astype(var.dtype))
+        except (ValueError, TypeError) as exc:  # e.g. a non-numeric array
+            raise ModelFileError(f'{path}: weight {key} cannot be used ({exc})') from None
     return model, card
 
 

@@ -130,7 +130,7 @@ def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, tile_width: in
 def _caption(tile: np.ndarray, text: str) -> None:
     """Draw ``text`` white on a black band at the bottom-left of ``tile`` (a view; in place)."""
     font, thickness = cv2.FONT_HERSHEY_SIMPLEX, 1
-    scale = max(0.3, tile.shape[1] / 640.0)
+    scale = max(0.4, tile.shape[1] / 640.0)
     (tw, th), base = cv2.getTextSize(text, font, scale, thickness)
     pad = 3
     y1 = tile.shape[0]

@@ -29,6 +29,7 @@ REASONS = ('encoding', 'size', 'step', 'truncated', 'too_large', 'compressed')
 SUPPORTED_ENCODINGS = tuple(sorted(ENCODINGMAP))
 _NV = (Format.YUV_NV12, Format.YUV_NV21)
 _YUV422 = (Format.YUV_UYVY, Format.YUV_YUYV)
+_BAYER = (Format.BAYER_RG, Format.BAYER_BG, Format.BAYER_GB, Format.BAYER_GR)
 _OUT_CHANNELS = {'mono8': 1, 'rgb8': 3, 'bgr8': 3, 'rgba8': 4, 'bgra8': 4}
 _LITTLE = sys.byteorder == 'little'
 
@@ -116,19 +117,21 @@ def _decode_raw(msg: Any) -> np.ndarray:
                                f'with step {step} needs {needed}', 'truncated')
     # Row-padded view of the buffer (no copy): (rows, row_bytes) with row stride `step`.
     view = data[:needed].reshape(rows, step)[:, :row_bytes]
+    code = CONVERSIONS.get((fmt, Format.RGB))
+    if fmt != Format.RGB and code is None:  # pragma: no cover - all ENCODINGMAP formats have one
+        raise ImageDecodeError(f'no RGB conversion for {encoding!r}', 'encoding')
     if itemsize == 2:
-        big = bool(msg.is_bigendian)
-        view = view.view('>u2' if big else '<u2')
-        view = (view >> 8).astype(np.uint8)  # 16 -> 8 bit (one copy, native order)
+        view = view.view('>u2' if msg.is_bigendian else '<u2')
+        if fmt in _BAYER:  # demosaic at full depth, then reduce (more accurate)
+            rgb16 = cv2.cvtColor(view.astype(np.uint16), code)
+            return (rgb16 >> 8).astype(np.uint8)
+        view = (view >> 8).astype(np.uint8)  # 16 -> 8 bit, native order (one copy)
     elif typestr != 'uint8':  # pragma: no cover - ENCODINGMAP holds 8 and 16 bit only
         raise ImageDecodeError(f'unsupported sample type {typestr}', 'encoding')
     if channels > 1:
         view = view.reshape(rows, width, channels)
-    code = CONVERSIONS.get((fmt, Format.RGB))
     if fmt == Format.RGB:
         return view
-    if code is None:  # pragma: no cover - every ENCODINGMAP format converts to RGB
-        raise ImageDecodeError(f'no RGB conversion for {encoding!r}', 'encoding')
     return cv2.cvtColor(view, code)
 
 

@@ -1,14 +1,20 @@
-"""Shared pytest fixtures: real-data locations, DDS isolation and a small model file.
+"""Shared pytest fixtures: real-data locations, DDS isolation, a small model file and the
+ROS 2 harness (dedicated rclpy context, test node, node subprocesses).
 
 ROS 2 isolation is set for the whole test session before anything imports rclpy: a random
 ``ROS_DOMAIN_ID`` and ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, inherited by every
-subprocess a test starts.
+subprocess a test starts. Each test module also gets its own namespace (``ros_namespace``)
+so nodes of different modules never see each other's topics.
 """
 from __future__ import annotations
 
 import os
 import pathlib
 import random
+import re
+import signal
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,3 +77,51 @@ def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     card = ModelCard(spec=spec.to_dict(), input_size=[64, 96], input_mode='pad', threshold=0.5,
                      training={'dataset': 'none (random weights for tests)'})
     return save_model(model, card, tmp_path_factory.mktemp('model') / 'small.segmodel')
+
+
+# -- ROS 2 harness fixtures (see ros_harness.py) -------------------------------------------
+@pytest.fixture(scope='module')
+def ros_context() -> Iterator[Any]:
+    """A dedicated, initialised rclpy Context for one test module (shut down afterwards)."""
+    from ros_harness import make_context
+
+    context = make_context()
+    yield context
+    context.try_shutdown()
+
+
+@pytest.fixture(scope='module')
+def ros(ros_context: Any) -> Iterator[Any]:
+    """A test-side :class:`ros_harness.RosTestNode` on the module's context."""
+    from ros_harness import RosTestNode
+
+    harness = RosTestNode(ros_context)
+    yield harness
+    harness.close()
+
+
+@pytest.fixture(scope='module')
+def ros_namespace(request: pytest.FixtureRequest) -> str:
+    """A namespace unique to this test module, e.g. ``/t_test_node_4821``."""
+    name = re.sub(r'\W', '_', request.module.__name__.rsplit('.', 1)[-1])
+    return f'/t_{name}_{random.Random().randint(1000, 9999)}'
+
+
+@pytest.fixture(scope='module')
+def node_processes() -> Iterator[Callable[..., Any]]:
+    """Factory ``start(command, ros_args, name, env)`` -> :class:`ros_harness.NodeProcess`;
+    every process still running at the end of the module is stopped with SIGINT."""
+    from ros_harness import NodeProcess
+
+    started: list[NodeProcess] = []
+
+    def start(command: list[str], ros_args: list[str] = (), name: str = 'node',
+              env: dict[str, str] | None = None) -> NodeProcess:
+        proc = NodeProcess(command, ros_args, name, env)
+        started.append(proc)
+        return proc
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.stop(signal.SIGINT)

@@ -121,3 +121,11 @@ def test_default_params_valid():
 def test_bad_inputs_rejected(image, prob):
     with pytest.raises(ValueError):
         refine(image, prob)
+
+
+def test_views_and_float64_accepted(scene):
+    image, gt, prob = scene
+    flipped = image[:, ::-1]          # a non-contiguous view
+    out = refine(flipped, prob[:, ::-1].astype(np.float64), CRFParams(scale=0.5))
+    assert out.dtype == np.float32 and out.shape == (H, W)
+    assert _iou(out[:, ::-1], gt) > 0.9

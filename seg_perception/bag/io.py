@@ -46,6 +46,10 @@ class TruncatedBagError(BagError):
     """The bag ends mid-write or is damaged; raised after the readable messages."""
 
 
+class PartialResultsError(BagError):
+    """A run stopped by a bad input after writing the results of what it processed."""
+
+
 @functools.lru_cache(maxsize=1)
 def typestore() -> Any:
     """The ROS 2 Kilted message typestore (the latest one this rosbags knows otherwise)."""
@@ -113,7 +117,7 @@ class BagReader:
             reason = _one_line(exc)
             self._recovery = self._recover(self._storage_file(target), reason)
             self.damage = self._recovery.damage or reason
-            LOG.warning('%s: %s; reading what is there', self.path, self.damage)
+            LOG.info('%s: %s; reading what is there', self.path, self.damage)
             self.topics = self._recovery.topics
             return
         self._reader = reader
@@ -135,8 +139,10 @@ class BagReader:
                 return p
             files = sorted([*p.glob('*.mcap'), *p.glob('*.db3')])
             if len(files) == 1:
-                self.damage = 'no metadata.yaml (the recording did not finish cleanly?)'
-                LOG.warning('%s: %s; reading %s directly', p, self.damage, files[0].name)
+                # rosbag2 writes metadata.yaml when a recording ends: the storage file may
+                # still be complete (checked when it is opened) or cut short (recovered)
+                LOG.info('%s: no metadata.yaml (the recording did not finish cleanly?); '
+                         'reading %s directly', p, files[0].name)
                 return files[0]
             if files:
                 raise BagError(f'{p}: {len(files)} storage files but no metadata.yaml '
@@ -192,8 +198,6 @@ class BagReader:
         except Exception as exc:  # noqa: BLE001 - damaged storage surfaces in many types
             raise TruncatedBagError(f'{self.path}: bag is damaged after {n} message(s): '
                                     f'{_one_line(exc)}') from None
-        if self.damage:
-            raise TruncatedBagError(f'{self.path}: {self.damage}')
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """CDR bytes -> message object; raises :class:`BagError` on unknown/corrupt data."""
@@ -382,7 +386,8 @@ class _Sqlite3Scan:
         i = 1
         while i <= last:
             try:
-                row = self.db.execute('SELECT topic_id, length(data) FROM messages WHERE id=?',
+                # reading the blob walks its overflow pages: a cut-off row fails here
+                row = self.db.execute('SELECT topic_id, data FROM messages WHERE id=?',
                                       (i,)).fetchone()
             except sqlite3.DatabaseError:
                 break
@@ -400,8 +405,12 @@ class _Sqlite3Scan:
             name, msgtype = self.topic_by_id.get(tid, ('', ''))
             if name not in topics:
                 continue
-            t, data = self.db.execute('SELECT timestamp, data FROM messages WHERE id=?',
-                                      (mid,)).fetchone()
+            try:
+                t, data = self.db.execute('SELECT timestamp, data FROM messages WHERE id=?',
+                                          (mid,)).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise TruncatedBagError(f'{self.path}: bag is damaged after {n} message(s): '
+                                        f'{exc}') from None
             yield name, msgtype, int(t), bytes(data)
             n += 1
         raise TruncatedBagError(f'{self.path}: bag {self.damage}; read {n} message(s)')

@@ -162,10 +162,14 @@ class TrainSequence(keras.utils.PyDataset):
             weights.append(wt)
         return np.stack(images), np.stack(labels), np.stack(weights)
 
+    def set_epoch(self, epoch: int) -> None:
+        """Position the sequence at ``epoch`` (batch order and augmentation depend on it)."""
+        self.epoch = epoch
+        self._order = self._make_order()
+
     def on_epoch_end(self) -> None:
         """Reshuffle for the next epoch."""
-        self.epoch += 1
-        self._order = self._make_order()
+        self.set_epoch(self.epoch + 1)
 
 
 def make_tf_dataset(sequence: TrainSequence, initial_epoch: int = 0) -> object:
@@ -183,8 +187,7 @@ def make_tf_dataset(sequence: TrainSequence, initial_epoch: int = 0) -> object:
         step = int(index)
         epoch, batch_index = divmod(step, len(sequence))
         if epoch != sequence.epoch:
-            sequence.epoch = epoch
-            sequence._order = sequence._make_order()
+            sequence.set_epoch(epoch)
         return sequence[batch_index]
 
     ds = tf.data.Dataset.counter(start=initial_epoch * len(sequence))

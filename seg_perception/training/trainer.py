@@ -142,6 +142,33 @@ def _build_model(config: TrainConfig, spec: ModelSpec, dtype: str | None) -> ker
     return model
 
 
+def compile_model(config: TrainConfig, spec: ModelSpec, precision: str,
+                  steps_per_epoch: int) -> keras.Model:
+    """Build (with ``config.init``) and compile the model exactly as training uses it.
+
+    Loss: masked sparse cross-entropy on logits (per-pixel weights from the pipeline are 0
+    on ignored pixels); optimiser Adam/AdamW with linear warm-up then cosine decay.
+    """
+    model = _build_model(config, spec, PRECISIONS[precision])
+    total_steps = config.epochs * steps_per_epoch
+    warmup = int(config.warmup_epochs * steps_per_epoch)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=config.learning_rate * 0.1,
+        decay_steps=max(1, total_steps - warmup), alpha=0.01,
+        warmup_target=config.learning_rate, warmup_steps=warmup)
+    if config.optimizer == 'adamw':
+        optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(schedule)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        weighted_metrics=[keras.metrics.IoU(num_classes=config.num_classes,
+                                            target_class_ids=[1], sparse_y_pred=False,
+                                            name='road_iou')])
+    return model
+
+
 def train(config: TrainConfig, resume: bool = False, command: str | None = None,
           verbose: int | str = 'auto') -> pathlib.Path:
     """Train a model as described by ``config``; returns the exported model path.
@@ -178,28 +205,11 @@ def train(config: TrainConfig, resume: bool = False, command: str | None = None,
                              config.class_weights, config.seed, config.steps_per_epoch,
                              workers=config.workers)
     initial_epoch = _initial_epoch(backup_dir) if resume else 0
-    sequence.epoch = initial_epoch
-    sequence._order = sequence._make_order()
+    sequence.set_epoch(initial_epoch)
 
     strategy = _strategy(config)
     with strategy.scope() if strategy is not None else contextlib.nullcontext():
-        model = _build_model(config, spec, PRECISIONS[precision])
-        total_steps = config.epochs * len(sequence)
-        warmup = int(config.warmup_epochs * len(sequence))
-        schedule = keras.optimizers.schedules.CosineDecay(
-            initial_learning_rate=config.learning_rate * 0.1,
-            decay_steps=max(1, total_steps - warmup), alpha=0.01,
-            warmup_target=config.learning_rate, warmup_steps=warmup)
-        if config.optimizer == 'adamw':
-            optimizer = keras.optimizers.AdamW(schedule, weight_decay=config.weight_decay)
-        else:
-            optimizer = keras.optimizers.Adam(schedule)
-        model.compile(
-            optimizer=optimizer,
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            weighted_metrics=[keras.metrics.IoU(num_classes=config.num_classes,
-                                                target_class_ids=[1], sparse_y_pred=False,
-                                                name='road_iou')])
+        model = compile_model(config, spec, precision, len(sequence))
 
     callbacks: list[keras.callbacks.Callback] = [
         ValidationCallback(config, spec, val_ds, run_dir),

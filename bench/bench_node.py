@@ -1,0 +1,288 @@
+"""road_segmentation node benchmarks over real DDS (node processes started like the tests).
+
+(a) Node overhead: per-frame round trip through the node (publish an rgb8 frame, receive
+    road/label, road/overlay and road/probability: decode + segment + render + publish + DDS
+    both ways) against the bare ``Segmenter.segment`` call on the same frame, same model,
+    device and precision, in this process. Runs interleaved (node, bare, node, bare, ...)
+    and sequential (never both at once). Target: overhead <= 10 %.
+(b) Three cameras in one node (one batched inference) against three single-camera nodes:
+    throughput (frames/s over all cameras, each round publishes one frame per camera and
+    waits for the three labels) and resident memory (RSS of the one node against the sum of
+    the three). Targets: throughput ratio >= 1.5, memory ratio reported.
+
+    python -m bench.bench_node [--model M] [--size 375x1242] [--frames 10] [--rounds 5]
+
+Without --model: models/road_camvid.segmodel if present, else a random-weights FCN-8s with
+the tests' small-model spec (VGG16-BN, light head) written to a temporary file.
+Prints markdown tables and writes bench/results/node.json.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import random
+import signal
+import statistics
+import sys
+import tempfile
+import time
+from typing import Any
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from bench.common import (  # noqa: E402 - the environment above must be set first
+    DEFAULT_MODEL,
+    REPO,
+    machine_info,
+    print_table,
+    write_results,
+)
+
+START_TIMEOUT = 300.0
+
+
+def _small_model(folder: pathlib.Path) -> pathlib.Path:
+    """The tests' small model spec with random weights (timing does not depend on weights)."""
+    import keras
+    import numpy as np
+
+    from seg_perception.model import ModelSpec, build_fcn8s
+    from seg_perception.model_io import ModelCard, save_model
+
+    keras.utils.set_random_seed(1)
+    spec = ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0)
+    model = build_fcn8s(spec)
+    rng = np.random.default_rng(0)
+    for name in ('score_fr', 'score_pool4', 'score_pool3'):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
+    card = ModelCard(spec=spec.to_dict(), training={'dataset': 'none (random weights, bench)'})
+    return save_model(model, card, folder / 'bench_small.segmodel')
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split('x')
+    return int(h), int(w)
+
+
+class Bench:
+    """Test-side ROS node plus the node processes of one benchmark run."""
+
+    def __init__(self, model: pathlib.Path, device: str) -> None:
+        sys.path.insert(0, str(REPO / 'test'))  # reuse the integration-test harness
+        import ros_harness
+
+        self.h = ros_harness
+        self.model, self.device = model, device
+        self.ros = ros_harness.RosTestNode(ros_harness.make_context(), 'bench_node')
+        self.procs: list[Any] = []
+        self.count = 0
+
+    def start(self, namespace: str, params: dict[str, Any]) -> Any:
+        """Start a node process in ``namespace`` with ``params`` (plus model and device)."""
+        h = self.h
+        args = h.ros_arguments(params={'model_path': str(self.model), 'device': self.device,
+                                       **params}, namespace=namespace, log_level='warn')
+        proc = h.NodeProcess(h.executable('road_segmentation', 'seg_perception.node'), args,
+                             name=f'bench{namespace.replace("/", "_")}')
+        self.procs.append(proc)
+        return proc
+
+    def message(self, frame: Any) -> Any:
+        """An rgb8 Image of ``frame`` with a fresh stamp and a unique frame id."""
+        from sensor_msgs.msg import Image
+
+        from seg_perception.ros_image import fill_image_msg
+
+        msg = fill_image_msg(Image(), frame, 'rgb8')
+        msg.header.stamp = self.ros.node.get_clock().now().to_msg()
+        msg.header.frame_id = f'bench_{self.count}'
+        self.count += 1
+        return msg
+
+    def round_trip(self, pubs: list[Any], collectors: list[Any], frame: Any,
+                   timeout: float = 120.0) -> float:
+        """Publish one frame on every publisher; seconds until every collector has its reply."""
+        msgs = [self.message(frame) for _ in pubs]
+        ids = [m.header.frame_id for m in msgs]
+        t0 = time.perf_counter()
+        for pub, msg in zip(pubs, msgs):
+            pub.publish(msg)
+        for col in collectors:
+            col.wait_for(lambda m, ids=ids: m.header.frame_id in ids, timeout)
+        elapsed = time.perf_counter() - t0
+        for col in collectors:
+            col.clear()
+        return elapsed
+
+    def close(self) -> None:
+        """Stop every node process still running and the test-side node."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.stop(signal.SIGINT)
+        self.ros.close()
+        self.ros.context.try_shutdown()
+
+
+def node_overhead(bench: Bench, frame: Any, frames: int, warmup: int) -> dict[str, Any]:
+    """(a): round trip through the node against the bare Segmenter call."""
+    from sensor_msgs.msg import Image
+
+    from seg_perception.segmenter import Segmenter
+
+    ns = '/bench_overhead'
+    proc = bench.start(ns, {'publish_probability': True})
+    ros = bench.ros
+    outs = [ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay', 'probability')]
+    pub = ros.publisher(Image, f'{ns}/image')
+    proc.wait_ready(ros, publishers=[c.topic for c in outs], subscribers=[f'{ns}/image'],
+                    timeout=START_TIMEOUT)
+    ros.wait_matched(pub)
+    for col in outs:
+        ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+    seg = Segmenter(bench.model, device=bench.device)
+    # Warm-up: the node and the in-process Segmenter compile for this frame size.
+    for _ in range(warmup):
+        ros.request(lambda: pub.publish(bench.message(frame)), outs[0], lambda m: True, 300)
+        for col in outs:
+            col.wait_for(lambda m: True, 60)
+            col.clear()
+        seg.segment([frame])
+    node_s, bare_s = [], []
+    for _ in range(frames):
+        node_s.append(bench.round_trip([pub], outs, frame))
+        t0 = time.perf_counter()
+        seg.segment([frame])
+        bare_s.append(time.perf_counter() - t0)
+    proc.stop_and_check(signal.SIGINT)
+    node_ms, bare_ms = statistics.median(node_s) * 1e3, statistics.median(bare_s) * 1e3
+    return {'size': f'{frame.shape[0]}x{frame.shape[1]}', 'node_ms': node_ms,
+            'bare_ms': bare_ms, 'overhead_pct': (node_ms / bare_ms - 1) * 100,
+            'target': 'met' if node_ms <= 1.10 * bare_ms else 'not met',
+            'device': seg.device, 'precision': seg.precision,
+            'node_all_ms': [round(t * 1e3, 2) for t in node_s],
+            'bare_all_ms': [round(t * 1e3, 2) for t in bare_s]}
+
+
+def cameras(bench: Bench, frame: Any, rounds: int, warmup: int) -> dict[str, Any]:
+    """(b): three cameras in one node against three single-camera nodes."""
+    import psutil
+    from sensor_msgs.msg import Image
+
+    ros, names = bench.ros, ('c0', 'c1', 'c2')
+    results: dict[str, Any] = {}
+    setups = {  # started one setup at a time
+        'one_node': lambda: [(bench.start('/bench_multi', {'cameras': list(names)}),
+                              [f'/bench_multi/{c}' for c in names])],
+        'three_nodes': lambda: [(bench.start(f'/bench_{c}', {}), [f'/bench_{c}'])
+                                for c in names],
+    }
+    for key, start in setups.items():
+        procs = start()
+        pubs, cols = [], []
+        for proc, prefixes in procs:
+            for prefix in prefixes:
+                cols.append(ros.collect(f'{prefix}/road/label', Image))
+                pubs.append(ros.publisher(Image, f'{prefix}/image'))
+            proc.wait_ready(ros, publishers=[f'{p}/road/label' for p in prefixes],
+                            subscribers=[f'{p}/image' for p in prefixes],
+                            timeout=START_TIMEOUT)
+        for pub in pubs:
+            ros.wait_matched(pub)
+        for col in cols:
+            ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+        for _ in range(warmup):  # compile for the size (and batch of 3)
+            first = bench.message(frame)
+            ros.request(lambda p=pubs, f=first: [x.publish(f) for x in p], cols[0],
+                        lambda m: True, 300)
+            bench.round_trip(pubs, cols, frame, 300)
+        t0 = time.perf_counter()
+        for _ in range(rounds):
+            bench.round_trip(pubs, cols, frame)
+        elapsed = time.perf_counter() - t0
+        rss = sum(psutil.Process(p.pid).memory_info().rss for p, _ in procs)
+        results[key] = {'fps': len(pubs) * rounds / elapsed, 'rss_mib': rss / 2**20,
+                        'processes': len(procs)}
+        for col in cols:
+            col.close()
+        for proc, _ in procs:
+            proc.stop_and_check(signal.SIGINT)
+    one, three = results['one_node'], results['three_nodes']
+    results['throughput_ratio'] = one['fps'] / three['fps']
+    results['memory_ratio'] = three['rss_mib'] / one['rss_mib']
+    results['target'] = 'met' if results['throughput_ratio'] >= 1.5 else 'not met'
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', default=None, help='model file (default: the trained default '
+                   'model if present, else a random small model)')
+    p.add_argument('--size', type=_size, default=(375, 1242), help='frame size HxW')
+    p.add_argument('--frames', type=int, default=10, help='(a) timed frames (median)')
+    p.add_argument('--rounds', type=int, default=5, help='(b) timed rounds per setup')
+    p.add_argument('--warmup', type=int, default=2, help='untimed frames/rounds first')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--skip-cameras', action='store_true', help='only part (a)')
+    p.add_argument('--json', default=None, help='results file (default '
+                   'bench/results/node.json)')
+    args = p.parse_args(argv)
+    # DDS isolation like the tests: nothing else on this machine sees the benchmark traffic.
+    os.environ['ROS_DOMAIN_ID'] = str(random.Random().randint(1, 101))
+    os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
+    os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+
+    import numpy as np
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            model = pathlib.Path(args.model)
+            if not model.is_file():
+                print(f'bench_node: model file {model} not found', file=sys.stderr)
+                return 2
+            note = str(model)
+        elif DEFAULT_MODEL.is_file():
+            model, note = DEFAULT_MODEL, str(DEFAULT_MODEL)
+        else:
+            model = _small_model(pathlib.Path(tmp))
+            note = 'random weights, small test spec (VGG16-BN, light head; no trained model yet)'
+        h, w = args.size
+        frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
+        bench = Bench(model, args.device)
+        try:
+            overhead = node_overhead(bench, frame, args.frames, args.warmup)
+            cams = None if args.skip_cameras else cameras(bench, frame, args.rounds,
+                                                          args.warmup)
+        finally:
+            bench.close()
+
+    info = machine_info()
+    print(f'model: {note}; device {overhead["device"]}, precision {overhead["precision"]}; '
+          f'{info["cpu"]}, {info["cpu_count"]} CPUs, load {info.get("load_average_1_5_15")}')
+    print_table('(a) node overhead: round trip through the node vs bare Segmenter.segment',
+                [overhead], ['size', 'node_ms', 'bare_ms', 'overhead_pct', 'target'],
+                ['frame', 'node round trip (ms)', 'bare segment (ms)', 'overhead %',
+                 'target <= 10 %'])
+    if cams:
+        rows = [{'setup': '3 cameras, 1 node', 'fps': cams['one_node']['fps'],
+                 'rss': cams['one_node']['rss_mib']},
+                {'setup': '3 nodes, 1 camera each', 'fps': cams['three_nodes']['fps'],
+                 'rss': cams['three_nodes']['rss_mib']}]
+        print_table(f'(b) three cameras ({h}x{w})', rows, ['setup', 'fps', 'rss'],
+                    ['setup', 'throughput (frames/s)', 'RSS total (MiB)'])
+        print(f'throughput ratio (1 node / 3 nodes): {cams["throughput_ratio"]:.2f} '
+              f'(target >= 1.5: {cams["target"]}); memory ratio (3 nodes / 1 node): '
+              f'{cams["memory_ratio"]:.2f}')
+    out = write_results('node', {'machine': info, 'model': note, 'size': [h, w],
+                                 'frames': args.frames, 'rounds': args.rounds,
+                                 'warmup': args.warmup, 'overhead': overhead,
+                                 'cameras': cams}, args.json)
+    print(f'results: {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""Segmenter latency against a per-frame ``model.predict`` loop, and its own overhead.
+
+(a) Single-frame latency, pad mode, at 375x1242 (KITTI) and 360x480 (CamVid):
+    * ``predict``: what a plain Keras user writes per frame on the same float32 model:
+      ``prepare_batch`` -> ``model.predict(x)`` -> numpy softmax -> ``restore`` -> labels;
+    * ``Segmenter`` float32 and ``Segmenter`` with the auto precision (bfloat16 on CPUs with
+      AMX/AVX512-BF16), same model file. Target: Segmenter <= 1/3 of predict's time.
+(b) ``Segmenter.segment`` against the bare compiled forward pass
+    (``Segmenter.forward_batch`` on the already prepared batch) on the same batch: the
+    overhead of preprocessing, softmax slicing, restore and labels. Target: <= 5 %.
+    Also measured inside each call (``segment`` wall time minus its ``last_forward_ms``),
+    which is immune to load changes between calls.
+
+All variants are timed interleaved in one run (warm-up, then the median of --repeats).
+
+    python -m bench.bench_segmenter [--model models/road_camvid.segmodel] [--repeats 5]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import pathlib
+import statistics
+import sys
+import tempfile
+import time
+
+os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
+
+from bench.common import (  # noqa: E402 - the environment above must be set first
+    DEFAULT_MODEL,
+    machine_info,
+    print_table,
+    time_interleaved,
+    write_results,
+)
+
+
+def _random_model(folder: pathlib.Path) -> pathlib.Path:
+    """A random-weights default-architecture model file (timing does not depend on weights)."""
+    import keras
+    import numpy as np
+
+    from seg_perception.model import ModelSpec, build_fcn8s
+    from seg_perception.model_io import ModelCard, save_model
+
+    keras.utils.set_random_seed(0)
+    spec = ModelSpec()
+    model = build_fcn8s(spec)
+    rng = np.random.default_rng(0)
+    for name in ('score_fr', 'score_pool4', 'score_pool3'):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
+    card = ModelCard(spec=spec.to_dict(), training={'dataset': 'none (random weights, bench)'})
+    return save_model(model, card, folder / 'random.segmodel')
+
+
+def _size(text: str) -> tuple[int, int]:
+    h, w = text.lower().split('x')
+    return int(h), int(w)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument('--model', default=None,
+                   help='model file (default models/road_camvid.segmodel if present, '
+                        'else a random-weights model in a temp file)')
+    p.add_argument('--repeats', type=int, default=5, help='timed runs per variant (median)')
+    p.add_argument('--warmup', type=int, default=1, help='untimed runs per variant first')
+    p.add_argument('--sizes', type=_size, nargs='+', default=[(375, 1242), (360, 480)],
+                   help='frame sizes HxW')
+    p.add_argument('--batch', type=int, default=1, help='frames per batch in part (b)')
+    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--json', default=None, help='results file (default '
+                   'bench/results/segmenter.json)')
+    args = p.parse_args(argv)
+
+    import keras
+    import numpy as np
+
+    from seg_perception import preprocess
+    from seg_perception.model_io import load_model
+    from seg_perception.segmenter import Segmenter
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.model:
+            model_path = pathlib.Path(args.model)
+            if not model_path.is_file():
+                print(f'bench_segmenter: model file {model_path} not found', file=sys.stderr)
+                return 2
+            model_note = str(model_path)
+        elif DEFAULT_MODEL.is_file():
+            model_path, model_note = DEFAULT_MODEL, str(DEFAULT_MODEL)
+        else:
+            model_path = _random_model(pathlib.Path(tmp))
+            model_note = 'random weights, default architecture (no trained model yet)'
+        seg32 = Segmenter(model_path, device=args.device, precision='float32',
+                          input_mode='pad')
+        seg_auto = Segmenter(model_path, device=args.device, precision='auto',
+                             input_mode='pad')
+        plain, card = load_model(model_path)  # the same file, float32, for model.predict
+
+    def predict_pipeline(frame: np.ndarray) -> np.ndarray:
+        batch, geoms = preprocess.prepare_batch([frame], 'pad')
+        logits = plain.predict(batch, verbose=0)
+        e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        prob = preprocess.restore((e / e.sum(axis=-1, keepdims=True))[0, ..., card.road_class],
+                                  geoms[0])
+        return (prob >= card.threshold).astype(np.uint8)
+
+    rng = np.random.default_rng(0)
+    rows_a, rows_b, raw = [], [], {}
+    for h, w in args.sizes:
+        frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        t = time_interleaved({
+            'predict': lambda f=frame: predict_pipeline(f),
+            'segmenter_float32': lambda f=frame: seg32.segment([f]),
+            'segmenter_auto': lambda f=frame: seg_auto.segment([f]),
+        }, repeats=args.repeats, warmup=args.warmup)
+        pred = t['predict']['median_ms']
+        rows_a.append({
+            'size': f'{h}x{w}', 'predict_ms': pred,
+            'seg32_ms': t['segmenter_float32']['median_ms'],
+            'seg_auto_ms': t['segmenter_auto']['median_ms'],
+            'ratio32': t['segmenter_float32']['median_ms'] / pred,
+            'ratio_auto': t['segmenter_auto']['median_ms'] / pred,
+            'target': 'met' if t['segmenter_auto']['median_ms'] <= pred / 3 else 'not met',
+        })
+
+        frames = [frame] * args.batch
+        batch, _ = preprocess.prepare_batch(frames, 'pad')
+        in_call: list[tuple[float, float]] = []
+
+        def segment_and_split(fs: list = frames, record: list = in_call) -> None:
+            t0 = time.perf_counter()
+            seg_auto.segment(fs)
+            record.append(((time.perf_counter() - t0) * 1e3, seg_auto.last_forward_ms))
+
+        tb = time_interleaved({'segment': segment_and_split,
+                               'forward_batch': lambda b=batch: seg_auto.forward_batch(b)},
+                              repeats=args.repeats, warmup=args.warmup)
+        timed = in_call[len(in_call) - args.repeats:]
+        overhead_in_call = statistics.median(
+            (total - fwd) / fwd for total, fwd in timed) * 100
+        seg_ms, fwd_ms = tb['segment']['median_ms'], tb['forward_batch']['median_ms']
+        rows_b.append({
+            'size': f'{h}x{w} x{args.batch}', 'segment_ms': seg_ms, 'forward_ms': fwd_ms,
+            'overhead_pct': (seg_ms - fwd_ms) / fwd_ms * 100,
+            'overhead_in_call_pct': overhead_in_call,
+            'target': 'met' if max(overhead_in_call, 0) <= 5 else 'not met',
+        })
+        raw[f'{h}x{w}'] = {'a': t, 'b': tb}
+
+    columns_a = ['size', 'predict_ms', 'seg32_ms', 'seg_auto_ms', 'ratio32', 'ratio_auto',
+                 'target']
+    headers_a = ['frame', 'predict loop (ms)', 'Segmenter float32 (ms)',
+                 f'Segmenter auto={seg_auto.precision} (ms)', 'float32 / predict',
+                 'auto / predict', 'target auto <= 1/3']
+    columns_b = ['size', 'segment_ms', 'forward_ms', 'overhead_pct', 'overhead_in_call_pct',
+                 'target']
+    headers_b = ['batch', 'segment (ms)', 'forward_batch (ms)', 'overhead % (medians)',
+                 'overhead % (in call)', 'target <= 5 %']
+    info = machine_info()
+    print(f'model: {model_note}; device {seg_auto.device}; backend {keras.backend.backend()}; '
+          f'jit {seg_auto.jit}; {info["cpu"]}, {info["cpu_count"]} CPUs, load '
+          f'{info.get("load_average_1_5_15")}; median of {args.repeats} after {args.warmup} '
+          'warm-up')
+    print_table('(a) single-frame latency, pad mode', rows_a, columns_a, headers_a)
+    print_table(f'(b) Segmenter.segment overhead over the bare forward pass '
+                f'({seg_auto.precision})', rows_b, columns_b, headers_b)
+    out = write_results('segmenter', {
+        'machine': info, 'model': model_note, 'device': seg_auto.device,
+        'auto_precision': seg_auto.precision, 'jit': seg_auto.jit,
+        'repeats': args.repeats, 'warmup': args.warmup,
+        'latency': rows_a, 'overhead': rows_b, 'raw': raw}, args.json)
+    print(f'results: {out}')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

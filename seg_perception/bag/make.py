@@ -1,0 +1,179 @@
+"""``seg_bag make``: a rosbag2 camera stream from an image folder, with optional ground truth.
+
+Frames are sorted by file name and stamped ``start + i / rate``. Topics (for the default
+``--topic /camera/image``):
+
+    /camera/image            sensor_msgs/Image rgb8 (or bgr8), or with --compressed
+    /camera/image/compressed sensor_msgs/CompressedImage (png or jpeg)
+    /camera/camera_info      sensor_msgs/CameraInfo (size only; uncalibrated, K = 0)
+    /camera/road_gt          sensor_msgs/Image mono8 ground truth with --labels:
+                             1 road, 0 not road, 255 ignore; same header as the image
+
+Ground truth is converted by the dataset code's rules (:func:`image_io.kitti_gt_to_target`
+for KITTI ``gt_image_2`` colour images, :func:`image_io.camvid_to_target` for CamVid class-id
+PNGs), so bag replay scores exactly what ``seg_evaluate`` scores.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import pathlib
+import shutil
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+from seg_perception.bag import io
+
+LOG = logging.getLogger(__name__)
+LABEL_FORMATS = ('kitti', 'camvid')
+
+
+@dataclasses.dataclass
+class MakeOptions:
+    """What ``seg_bag make`` writes.
+
+    Attributes:
+        rate: frames per second (stamps ``start_ns + i / rate``).
+        topic: raw image topic; with ``compressed`` the data goes to ``<topic>/compressed``.
+        gt_topic: ground-truth topic (default ``<namespace>/road_gt``).
+        info_topic: camera_info topic (default ``<namespace>/camera_info``; '' = none).
+        storage: ``'mcap'`` or ``'sqlite3'``.
+        compressed: ``None`` (raw Image), ``'png'`` or ``'jpeg'``.
+        encoding: raw image encoding, ``'rgb8'`` or ``'bgr8'``.
+        frame_id: header frame id.
+        start_ns: stamp of the first frame in ns (default: now).
+        limit: at most this many frames.
+    """
+
+    rate: float = 10.0
+    topic: str = '/camera/image'
+    gt_topic: str | None = None
+    info_topic: str | None = None
+    storage: str = 'mcap'
+    compressed: str | None = None
+    encoding: str = 'rgb8'
+    frame_id: str = 'camera'
+    start_ns: int | None = None
+    limit: int | None = None
+
+
+def default_gt_topic(topic: str) -> str:
+    """``/camera/image`` -> ``/camera/road_gt`` (sibling of the image topic)."""
+    return f'{io.parent_namespace(topic)}/road_gt'
+
+
+def default_info_topic(topic: str) -> str:
+    """``/camera/image`` -> ``/camera/camera_info``."""
+    return f'{io.parent_namespace(topic)}/camera_info'
+
+
+def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
+               ) -> pathlib.Path:
+    """Ground-truth file of ``image``: CamVid same name (.png); KITTI ``{cat}_road_{idx}``."""
+    same = labels_dir / f'{image.stem}.png'
+    if label_format == 'kitti' and '_' in image.stem:
+        cat, idx = image.stem.rsplit('_', 1)
+        road = labels_dir / f'{cat}_road_{idx}.png'
+        if road.is_file() or not same.is_file():
+            return road
+    return same
+
+
+def read_target(path: pathlib.Path, label_format: str) -> np.ndarray:
+    """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
+    from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
+    from seg_perception.image_io import camvid_to_target, kitti_gt_to_target, read_gray, read_rgb
+    if label_format == 'kitti':
+        return kitti_gt_to_target(read_rgb(path))
+    labels = read_gray(path)
+    if labels.max() > IGNORE_CLASS:
+        raise io.BagError(f'{path}: class id {int(labels.max())} outside 0..{IGNORE_CLASS} '
+                          '(not a CamVid label image; use --label-format kitti?)')
+    return camvid_to_target(labels, ROAD_CLASS, IGNORE_CLASS)
+
+
+def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
+             labels_dir: str | pathlib.Path | None = None, label_format: str | None = None,
+             options: MakeOptions | None = None) -> dict[str, Any]:
+    """Write the bag; on any error or Ctrl-C the unfinished bag folder is removed.
+
+    Returns:
+        ``{'path', 'frames', 'topics': {topic: count}, 'start_ns', 'end_ns'}``.
+
+    Raises:
+        BagError / DatasetError / ImageReadError: unusable inputs (one-line messages).
+    """
+    from seg_perception.datasets.base import list_images, require_dir
+    from seg_perception.image_io import read_rgb
+    opt = options or MakeOptions()
+    if opt.rate <= 0:
+        raise io.BagError(f'--rate must be > 0, got {opt.rate}')
+    if opt.compressed not in (None, 'png', 'jpeg'):
+        raise io.BagError(f"compressed format must be 'png' or 'jpeg', got {opt.compressed!r}")
+    if opt.encoding not in ('rgb8', 'bgr8'):
+        raise io.BagError(f"encoding must be 'rgb8' or 'bgr8', got {opt.encoding!r}")
+    if not opt.topic.startswith('/'):
+        raise io.BagError(f'--topic must be absolute (start with /), got {opt.topic!r}')
+    images = list_images(require_dir(pathlib.Path(images_dir), 'image'))
+    if opt.limit is not None:
+        images = images[:max(0, int(opt.limit))]
+    labels: list[pathlib.Path] | None = None
+    if labels_dir is not None:
+        if label_format not in LABEL_FORMATS:
+            raise io.BagError(f'--label-format must be one of {LABEL_FORMATS} with --labels')
+        ldir = require_dir(pathlib.Path(labels_dir), 'label')
+        labels = [label_path(p, ldir, label_format) for p in images]
+        missing = [p for p in labels if not p.is_file()]
+        if missing:
+            raise io.BagError(f'{missing[0]}: ground truth not found ({len(missing)} of '
+                              f'{len(images)} frame(s) have no label file)')
+    image_topic = f'{opt.topic.rstrip("/")}/compressed' if opt.compressed else opt.topic
+    gt_topic = opt.gt_topic or default_gt_topic(opt.topic)
+    info_topic = default_info_topic(opt.topic) if opt.info_topic is None else opt.info_topic
+    start = int(time.time() * 1e9) if opt.start_ns is None else int(opt.start_ns)
+    period = 1e9 / opt.rate
+
+    out = pathlib.Path(out)
+    writer = io.BagWriter(out, opt.storage)
+    done = False
+    try:
+        writer.add_topic(image_topic, io.COMPRESSED if opt.compressed else io.IMAGE)
+        if info_topic:
+            writer.add_topic(info_topic, io.CAMERA_INFO)
+        if labels is not None:
+            writer.add_topic(gt_topic, io.IMAGE)
+        from tqdm import tqdm
+        t = start
+        for i, path in enumerate(tqdm(images, desc='seg_bag make', unit='frame',
+                                      file=sys.stderr, disable=not sys.stderr.isatty())):
+            t = start + int(round(i * period))
+            rgb = read_rgb(path)
+            hdr = io.header(t, opt.frame_id)
+            if opt.compressed:
+                msg = io.compressed_msg(rgb, opt.compressed, hdr)
+            else:
+                msg = io.image_msg(rgb if opt.encoding == 'rgb8' else rgb[:, :, ::-1],
+                                   opt.encoding, hdr)
+            writer.write(image_topic, t, msg)
+            if info_topic:
+                writer.write(info_topic, t, io.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr))
+            if labels is not None:
+                target = read_target(labels[i], label_format or '')
+                if target.shape != rgb.shape[:2]:
+                    raise io.BagError(f'{labels[i]}: ground truth {target.shape[1]}x'
+                                      f'{target.shape[0]} does not match image '
+                                      f'{rgb.shape[1]}x{rgb.shape[0]} ({path.name})')
+                writer.write(gt_topic, t, io.image_msg(target, 'mono8', hdr))
+        writer.close()
+        done = True
+        return {'path': str(out), 'frames': len(images), 'topics': dict(writer.counts),
+                'start_ns': start, 'end_ns': t}
+    finally:
+        if not done:
+            try:
+                writer.close()
+            finally:
+                shutil.rmtree(out, ignore_errors=True)

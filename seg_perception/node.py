@@ -1,0 +1,671 @@
+"""ROS 2 node ``road_segmentation``: a thin shell over the segmentation core.
+
+Subscription callbacks only store the newest message in a keep-latest slot per camera (an
+unprocessed older frame is replaced and counted as dropped). One worker thread takes the
+newest frame of every camera and runs one batched :meth:`Segmenter.segment` call for all of
+them, so there is no backlog and the latency stays within about one inference period.
+
+Topics (relative names, so namespaces and remaps compose; with ``cameras`` each lives under
+``<camera>/``):
+
+* in: ``image`` (sensor_msgs/Image) or ``image/compressed`` (CompressedImage), per
+  ``transport``; ``camera_info`` (optional, sensor_msgs/CameraInfo).
+* out: ``road/label`` (mono8 class ids), ``road/overlay`` (rgb8/bgr8),
+  ``road/probability`` (mono8 0..255, with ``publish_probability``), ``road/camera_info``
+  (the latest camera_info, re-stamped with the frame's header). All at the input resolution
+  and with the input header unchanged; overlay and probability only while subscribed.
+* ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), one status per camera.
+
+Parameters are listed in :data:`PARAMETERS`; ``threshold``, ``crf.enabled``,
+``crf.iterations`` and ``overlay.alpha`` can change at run time, the rest are read-only.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import pathlib
+import re
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import cv2
+import numpy as np
+import rclpy
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import (
+    FloatingPointRange,
+    IntegerRange,
+    ParameterDescriptor,
+    SetParametersResult,
+)
+from rclpy.exceptions import InvalidParameterTypeException, InvalidParameterValueException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+PACKAGE = 'seg_perception'
+NODE_NAME = 'road_segmentation'
+DEFAULT_MODEL_NAME = 'road_camvid.segmodel'
+RUNTIME_PARAMETERS = ('threshold', 'crf.enabled', 'crf.iterations', 'overlay.alpha')
+LOG_THROTTLE_S = 5.0  # per (camera, problem) warning period
+CHOICES = {
+    'device': ('auto', 'cpu', 'gpu'),
+    'precision': ('auto', 'float32', 'bfloat16', 'float16'),
+    'input_mode': ('', 'pad', 'resize'),
+    'overlay.encoding': ('rgb8', 'bgr8'),
+    'transport': ('raw', 'compressed'),
+    'qos.input.reliability': ('best_effort', 'reliable'),
+    'qos.output.reliability': ('best_effort', 'reliable'),
+}
+_CAMERA_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$')
+
+
+@dataclasses.dataclass(frozen=True)
+class ParamSpec:
+    """One declared parameter.
+
+    Attributes:
+        name: parameter name.
+        default: default value, or a ``Parameter.Type`` for "unset" (array parameters whose
+            empty default cannot be typed, and ``threshold``: unset = the model card's).
+        description: shown by ``ros2 param describe``.
+        read_only: cannot change after start.
+        float_range / int_range: inclusive (from, to) range.
+    """
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    float_range: tuple[float, float] | None = None
+    int_range: tuple[int, int] | None = None
+
+    def descriptor(self) -> ParameterDescriptor:
+        """The ``ParameterDescriptor`` (with choices in ``additional_constraints``)."""
+        d = ParameterDescriptor(description=self.description, read_only=self.read_only)
+        if self.float_range:
+            d.floating_point_range = [FloatingPointRange(
+                from_value=float(self.float_range[0]), to_value=float(self.float_range[1]),
+                step=0.0)]
+        if self.int_range:
+            d.integer_range = [IntegerRange(from_value=int(self.int_range[0]),
+                                            to_value=int(self.int_range[1]), step=1)]
+        if self.name in CHOICES:
+            d.additional_constraints = 'one of: ' + ', '.join(
+                repr(c) for c in CHOICES[self.name])
+        return d
+
+
+PARAMETERS: tuple[ParamSpec, ...] = (
+    ParamSpec('model_path', '', 'Model file (.segmodel); empty = the packaged default '
+              f'share/{PACKAGE}/models/{DEFAULT_MODEL_NAME}'),
+    ParamSpec('device', 'auto', 'Inference device: auto (GPU if visible), cpu or gpu'),
+    ParamSpec('precision', 'auto', 'Compute precision: auto (bfloat16 on bf16-capable CPUs, '
+              'else float32), float32, bfloat16 or float16'),
+    ParamSpec('input_mode', '', "Geometry: '' = the model card's, pad (full resolution, pad "
+              'to a multiple of 32) or resize (to input_size)'),
+    ParamSpec('input_size', Parameter.Type.INTEGER_ARRAY, '[height, width] for resize mode, '
+              'multiples of 32; unset = the model card input_size'),
+    ParamSpec('threshold', Parameter.Type.DOUBLE, 'Road probability threshold in [0, 1]; '
+              "unset = the model card's recommended value (then set to it at start)",
+              read_only=False, float_range=(0.0, 1.0)),
+    ParamSpec('crf.enabled', False, 'Refine probabilities with a dense CRF', read_only=False),
+    ParamSpec('crf.iterations', 5, 'CRF mean-field iterations', read_only=False,
+              int_range=(1, 50)),
+    ParamSpec('crf.sxy', 80.0, 'CRF bilateral position std (pixels at full resolution)',
+              float_range=(0.1, 1000.0)),
+    ParamSpec('crf.srgb', 13.0, 'CRF bilateral colour std (intensity levels)',
+              float_range=(0.1, 255.0)),
+    ParamSpec('crf.compat', 10.0, 'CRF bilateral weight (Potts compatibility)',
+              float_range=(0.0, 100.0)),
+    ParamSpec('crf.gaussian_sxy', 3.0, 'CRF smoothness position std (pixels)',
+              float_range=(0.1, 1000.0)),
+    ParamSpec('crf.gaussian_compat', 3.0, 'CRF smoothness weight', float_range=(0.0, 100.0)),
+    ParamSpec('crf.scale', 1.0, 'CRF resolution factor (1 = full resolution)',
+              float_range=(0.05, 1.0)),
+    ParamSpec('overlay.alpha', 0.5, 'Overlay colour weight (0 = frame only, 1 = colour only)',
+              read_only=False, float_range=(0.0, 1.0)),
+    ParamSpec('overlay.color', Parameter.Type.INTEGER_ARRAY, 'Road colour [R, G, B] 0..255 in '
+              'the overlay; unset = the model card palette'),
+    ParamSpec('overlay.encoding', 'rgb8', 'Overlay image encoding: rgb8 or bgr8'),
+    ParamSpec('publish_probability', False, 'Publish road/probability (mono8, 255 = road)'),
+    ParamSpec('cameras', Parameter.Type.STRING_ARRAY, 'Camera names; each camera uses '
+              '<camera>/image -> <camera>/road/*. Unset = one camera on image -> road/*'),
+    ParamSpec('transport', 'raw', 'Input transport: raw (image) or compressed '
+              '(image/compressed, JPEG/PNG)'),
+    ParamSpec('qos.input.depth', 1, 'Input subscription queue depth', int_range=(1, 100)),
+    ParamSpec('qos.input.reliability', 'best_effort', 'Input reliability (REP-2003: '
+              'best_effort)'),
+    ParamSpec('qos.output.depth', 1, 'Output publisher queue depth', int_range=(1, 100)),
+    ParamSpec('qos.output.reliability', 'reliable', 'Output reliability (REP-2003: reliable)'),
+    ParamSpec('diagnostics_period', 1.0, 'Period of /diagnostics in seconds',
+              float_range=(0.05, 60.0)),
+)
+
+
+class ConfigError(ValueError):
+    """A parameter value or model file the node cannot start with."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Validated start-up configuration (see :data:`PARAMETERS` for meanings)."""
+
+    model_path: pathlib.Path
+    device: str
+    precision: str
+    input_mode: str | None
+    input_size: tuple[int, int] | None
+    threshold: float | None
+    crf_enabled: bool
+    crf: dict[str, float]
+    overlay_alpha: float
+    overlay_color: tuple[int, int, int] | None
+    overlay_encoding: str
+    publish_probability: bool
+    cameras: tuple[str, ...]
+    transport: str
+    qos_input: tuple[int, str]
+    qos_output: tuple[int, str]
+    diagnostics_period: float
+
+
+def default_model_path() -> pathlib.Path:
+    """The packaged default model: the ament share directory, else ``<repo>/models``."""
+    try:
+        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
+        try:
+            path = pathlib.Path(get_package_share_directory(PACKAGE)) / 'models'
+            if (path / DEFAULT_MODEL_NAME).is_file():
+                return path / DEFAULT_MODEL_NAME
+        except PackageNotFoundError:
+            pass
+    except ImportError:  # pragma: no cover - ament_index_python ships with rclpy
+        pass
+    return pathlib.Path(__file__).resolve().parent.parent / 'models' / DEFAULT_MODEL_NAME
+
+
+def settings_from_values(values: dict[str, Any]) -> Settings:
+    """Validate parameter values (``None`` = unset) into :class:`Settings`.
+
+    Raises:
+        ConfigError: the first invalid value, naming the parameter, the value and what is
+            allowed.
+    """
+    for name, choices in CHOICES.items():
+        if values[name] not in choices:
+            raise ConfigError(f'parameter {name!r} must be one of {list(choices)}, '
+                              f'got {values[name]!r}')
+    size = values['input_size']
+    if size:
+        if len(size) != 2 or any(int(s) < 32 or int(s) % 32 for s in size):
+            raise ConfigError(f"parameter 'input_size' must be [height, width], multiples of "
+                              f'32 and >= 32, got {list(size)}')
+    color = values['overlay.color']
+    if color:
+        if len(color) != 3 or any(not 0 <= int(c) <= 255 for c in color):
+            raise ConfigError(f"parameter 'overlay.color' must be [R, G, B] in 0..255, got "
+                              f'{list(color)}')
+    cameras = tuple(values['cameras'] or ())
+    for cam in cameras:
+        if not _CAMERA_RE.match(cam):
+            raise ConfigError(f"parameter 'cameras': {cam!r} is not a valid topic namespace "
+                              '(letters, digits, underscores; segments separated by /)')
+    if len(set(cameras)) != len(cameras):
+        raise ConfigError(f"parameter 'cameras' has duplicates: {list(cameras)}")
+    crf = {k: values[f'crf.{k}'] for k in ('iterations', 'sxy', 'srgb', 'compat',
+                                           'gaussian_sxy', 'gaussian_compat', 'scale')}
+    for name in ('threshold', 'overlay.alpha', 'diagnostics_period', 'crf.sxy', 'crf.srgb',
+                 'crf.compat', 'crf.gaussian_sxy', 'crf.gaussian_compat', 'crf.scale'):
+        value = values[name]
+        if value is not None and not math.isfinite(float(value)):
+            raise ConfigError(f'parameter {name!r} must be a finite number, got {value!r}')
+    model = values['model_path']
+    path = pathlib.Path(model).expanduser() if model else default_model_path()
+    if not path.is_file():
+        where = f'{path}' if model else (f'{path} (the packaged default; set model_path or '
+                                         'train/install the default model)')
+        raise ConfigError(f"parameter 'model_path': model file not found: {where}")
+    return Settings(
+        model_path=path, device=values['device'], precision=values['precision'],
+        input_mode=values['input_mode'] or None,
+        input_size=(int(size[0]), int(size[1])) if size else None,
+        threshold=None if values['threshold'] is None else float(values['threshold']),
+        crf_enabled=bool(values['crf.enabled']), crf=crf,
+        overlay_alpha=float(values['overlay.alpha']),
+        overlay_color=tuple(int(c) for c in color) if color else None,
+        overlay_encoding=values['overlay.encoding'],
+        publish_probability=bool(values['publish_probability']), cameras=cameras,
+        transport=values['transport'],
+        qos_input=(int(values['qos.input.depth']), values['qos.input.reliability']),
+        qos_output=(int(values['qos.output.depth']), values['qos.output.reliability']),
+        diagnostics_period=float(values['diagnostics_period']))
+
+
+def qos_profile(depth: int, reliability: str) -> QoSProfile:
+    """Keep-last volatile QoS with the given depth and reliability name."""
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=depth,
+                      durability=DurabilityPolicy.VOLATILE,
+                      reliability=(ReliabilityPolicy.RELIABLE if reliability == 'reliable'
+                                   else ReliabilityPolicy.BEST_EFFORT))
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Settings that can change at run time (replaced as a whole, read once per batch)."""
+
+    threshold: float
+    crf_enabled: bool
+    crf_iterations: int
+    overlay_alpha: float
+
+
+@dataclasses.dataclass
+class CameraStats:
+    """Counters of one camera (totals) plus samples since the last diagnostics report."""
+
+    received: int = 0
+    processed: int = 0
+    dropped: int = 0
+    bad: int = 0
+    latency_ms: list[float] = dataclasses.field(default_factory=list)
+    inference_ms: list[float] = dataclasses.field(default_factory=list)
+    last_received: int = 0
+    last_processed: int = 0
+    last_bad: int = 0
+
+
+class Camera:
+    """Topics, keep-latest slot and statistics of one camera (``name`` '' = unnamed)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.prefix = f'{name}/' if name else ''
+        self.pending: tuple[Any, float] | None = None  # (message, receive time)
+        self.camera_info: CameraInfo | None = None
+        self.stats = CameraStats()
+        self.pub_label: Any = None
+        self.pub_overlay: Any = None
+        self.pub_probability: Any = None
+        self.pub_info: Any = None
+        self.input_topic = ''
+
+    @property
+    def label(self) -> str:
+        """Name in logs and diagnostics."""
+        return self.name or 'image'
+
+
+class RoadSegmentationNode(Node):
+    """The ``road_segmentation`` node (see the module docstring).
+
+    Raises:
+        ConfigError: invalid parameters or model file (already logged).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._cond = threading.Condition()
+        self._stats_lock = threading.Lock()
+        self._stop = False
+        self._worker: threading.Thread | None = None
+        self._throttle: dict[tuple[str, str], list[float]] = {}
+        self.cameras: list[Camera] = []
+        try:
+            self._setup()
+        except ConfigError as exc:
+            self.get_logger().error(f'cannot start: {exc}')
+            self.destroy_node()
+            raise
+
+    # -- start-up ------------------------------------------------------------------------
+    def _declare(self) -> dict[str, Any]:
+        values = {}
+        for spec in PARAMETERS:
+            try:
+                param = self.declare_parameter(spec.name, spec.default, spec.descriptor())
+            except (InvalidParameterValueException, InvalidParameterTypeException) as exc:
+                raise ConfigError(f'parameter {spec.name!r}: {exc}') from None
+            values[spec.name] = param.value
+        return values
+
+    def _setup(self) -> None:
+        settings = settings_from_values(self._declare())
+        self.settings = settings
+        # Heavy imports only after the parameters passed: a bad configuration fails fast.
+        from seg_perception import preprocess, render, ros_image
+        from seg_perception.model_io import ModelFileError
+        from seg_perception.segmenter import Segmenter
+
+        self._preprocess, self._render, self._ros_image = preprocess, render, ros_image
+        self._crf_module: Any = None
+        if settings.crf_enabled:
+            self._crf_module = self._import_crf()
+        try:
+            self.segmenter = Segmenter(settings.model_path, device=settings.device,
+                                       input_mode=settings.input_mode,
+                                       input_size=settings.input_size,
+                                       precision=settings.precision,
+                                       threshold=settings.threshold)
+        except ModelFileError as exc:
+            raise ConfigError(f'model file unusable: {exc}') from None
+        except (RuntimeError, ValueError) as exc:
+            raise ConfigError(str(exc)) from None
+        card = self.segmenter.card
+        if settings.threshold is None:  # publish the effective value
+            self.set_parameters([Parameter('threshold', value=float(card.threshold))])
+        self._crf_base = dict(settings.crf)
+        self._check_crf_params(self._crf_base)
+        self._runtime = Runtime(self.segmenter.threshold, settings.crf_enabled,
+                                int(settings.crf['iterations']), settings.overlay_alpha)
+        palette = [list(c) for c in card.palette]
+        if settings.overlay_color is not None:
+            palette[self.segmenter.road_class] = list(settings.overlay_color)
+        self._palette = palette
+        self._overlay_classes = ([self.segmenter.road_class] if self.segmenter.num_classes == 2
+                                 else None)
+        self._warmup(max(1, len(settings.cameras)))
+        self._create_interfaces()
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+        self._worker = threading.Thread(target=self._run, name='road_segmentation_worker',
+                                        daemon=True)
+        self._worker.start()
+        self._log_configuration()
+
+    def _import_crf(self) -> Any:
+        try:
+            import pydensecrf.densecrf  # noqa: F401 - the optional C extension CRF needs
+
+            from seg_perception import crf
+        except ImportError as exc:
+            raise ConfigError(f'crf.enabled needs pydensecrf ({exc})') from None
+        return crf
+
+    def _check_crf_params(self, values: dict[str, float]) -> None:
+        from seg_perception.crf import CRFParams
+        try:
+            CRFParams(**values).validate()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+
+    def _warmup(self, batch: int) -> None:
+        """Compile for the model size and a second size (TensorFlow then traces a
+        shape-generic function), and for the camera batch size.
+        """
+        h, w = self.segmenter.input_size
+        t0 = time.perf_counter()
+        self.segmenter.warmup([(h, w), (h + 32, w + 32)])
+        if batch > 1:
+            self.segmenter.segment([np.zeros((h, w, 3), np.uint8)] * batch)
+        self.get_logger().info(f'warm-up done in {time.perf_counter() - t0:.1f} s')
+
+    def _create_interfaces(self) -> None:
+        s = self.settings
+        qin, qout = qos_profile(*s.qos_input), qos_profile(*s.qos_output)
+        for name in (s.cameras or ('',)):
+            cam = Camera(name)
+            p = cam.prefix
+            cam.pub_label = self.create_publisher(Image, p + 'road/label', qout)
+            cam.pub_overlay = self.create_publisher(Image, p + 'road/overlay', qout)
+            if s.publish_probability:
+                cam.pub_probability = self.create_publisher(Image, p + 'road/probability', qout)
+            cam.pub_info = self.create_publisher(CameraInfo, p + 'road/camera_info', qout)
+            if s.transport == 'compressed':
+                msg_type, topic = CompressedImage, p + 'image/compressed'
+            else:
+                msg_type, topic = Image, p + 'image'
+            self.create_subscription(msg_type, topic, lambda m, c=cam: self._on_image(c, m),
+                                     qin)
+            self.create_subscription(CameraInfo, p + 'camera_info',
+                                     lambda m, c=cam: self._on_camera_info(c, m), qin)
+            cam.input_topic = self.resolve_topic_name(topic)
+            self.cameras.append(cam)
+        self._pub_diag = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self._diag_last = time.monotonic()
+        self.create_timer(s.diagnostics_period, self._publish_diagnostics)
+
+    def _log_configuration(self) -> None:
+        s, seg = self.settings, self.segmenter
+        size = 'x'.join(str(v) for v in seg.input_size)
+        inputs = ', '.join(c.input_topic for c in self.cameras)
+        crf = (f'on ({self._runtime.crf_iterations} it, scale {s.crf["scale"]})'
+               if self._runtime.crf_enabled else 'off')
+        self.get_logger().info(
+            f'ready: model={s.model_path} device={seg.device} precision={seg.precision} '
+            f'input_mode={seg.input_mode} input_size={size} threshold={seg.threshold:g} '
+            f'crf={crf} overlay=({s.overlay_encoding}, alpha {s.overlay_alpha:g}) '
+            f'probability={"on" if s.publish_probability else "off"} '
+            f'transport={s.transport} inputs=[{inputs}] '
+            f'qos_in={s.qos_input[1]}/{s.qos_input[0]} qos_out={s.qos_output[1]}/'
+            f'{s.qos_output[0]}')
+
+    # -- parameters at run time ----------------------------------------------------------
+    def _on_set_parameters(self, params: Sequence[Parameter]) -> SetParametersResult:
+        rt = self._runtime
+        changes: dict[str, Any] = {}
+        for p in params:
+            if p.name not in RUNTIME_PARAMETERS:
+                return SetParametersResult(
+                    successful=False, reason=f'{p.name} is read-only after start (can change: '
+                    f'{", ".join(RUNTIME_PARAMETERS)})')
+            value = p.value
+            if p.name in ('threshold', 'overlay.alpha'):
+                if value is None or not 0.0 <= float(value) <= 1.0:
+                    return SetParametersResult(successful=False,
+                                               reason=f'{p.name} must be in [0, 1]')
+                changes[p.name] = float(value)
+            elif p.name == 'crf.iterations':
+                if not 1 <= int(value) <= 50:
+                    return SetParametersResult(successful=False,
+                                               reason='crf.iterations must be in 1..50')
+                changes[p.name] = int(value)
+            else:  # crf.enabled
+                if value and self._crf_module is None:
+                    try:
+                        self._crf_module = self._import_crf()
+                    except ConfigError as exc:
+                        return SetParametersResult(successful=False, reason=str(exc))
+                changes[p.name] = bool(value)
+        self._runtime = Runtime(
+            threshold=changes.get('threshold', rt.threshold),
+            crf_enabled=changes.get('crf.enabled', rt.crf_enabled),
+            crf_iterations=changes.get('crf.iterations', rt.crf_iterations),
+            overlay_alpha=changes.get('overlay.alpha', rt.overlay_alpha))
+        if changes:
+            self.get_logger().info('parameters changed: ' + ', '.join(
+                f'{k}={v}' for k, v in changes.items()))
+        return SetParametersResult(successful=True)
+
+    # -- subscription callbacks (executor thread): store only ----------------------------
+    def _on_image(self, cam: Camera, msg: Any) -> None:
+        now = time.monotonic()
+        with self._cond:
+            cam.stats.received += 1
+            if cam.pending is not None:
+                cam.stats.dropped += 1
+            cam.pending = (msg, now)
+            self._cond.notify()
+
+    def _on_camera_info(self, cam: Camera, msg: CameraInfo) -> None:
+        cam.camera_info = msg
+
+    # -- worker thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                while not self._stop and not any(c.pending for c in self.cameras):
+                    self._cond.wait()
+                if self._stop:
+                    return
+                batch = []
+                for cam in self.cameras:
+                    if cam.pending is not None:
+                        batch.append((cam, cam.pending[0]))
+                        cam.pending = None
+            try:
+                self._process(batch)
+            except Exception as exc:  # noqa: BLE001 - keep serving; the error is logged
+                for cam, _ in batch:
+                    self._bad_frame(cam, 'internal', f'processing failed: {exc!r}')
+
+    def _process(self, batch: list[tuple[Camera, Any]]) -> None:
+        frames = []
+        for cam, msg in batch:
+            try:
+                image = self._ros_image.decode_image(msg)
+                self._preprocess.check_frame(image)
+            except self._ros_image.ImageDecodeError as exc:
+                self._bad_frame(cam, exc.reason, str(exc))
+                continue
+            except self._preprocess.InputError as exc:
+                self._bad_frame(cam, 'size', str(exc))
+                continue
+            frames.append((cam, msg.header, image))
+        if not frames:
+            return
+        rt = self._runtime
+        crf_on = rt.crf_enabled and self._crf_module is not None
+        multi = self.segmenter.num_classes > 2
+        t0 = time.perf_counter()
+        results = self.segmenter.segment([f[2] for f in frames], threshold=rt.threshold,
+                                         class_probabilities=crf_on and multi)
+        if crf_on:
+            params = self._crf_module.CRFParams(**{**self._crf_base,
+                                                   'iterations': rt.crf_iterations})
+            for (_, _, image), seg in zip(frames, results):
+                if multi:
+                    seg.class_probabilities = self._crf_module.refine(
+                        image, seg.class_probabilities, params)
+                    seg.probability = seg.class_probabilities[..., self.segmenter.road_class]
+                else:
+                    seg.probability = self._crf_module.refine(image, seg.probability, params)
+                seg.labels = self.segmenter.labels_from(seg.probability,
+                                                        seg.class_probabilities, rt.threshold)
+        infer_ms = (time.perf_counter() - t0) * 1e3
+        for (cam, header, image), seg in zip(frames, results):
+            self._publish(cam, header, image, seg, rt)
+            latency = self._latency_ms(header)
+            with self._stats_lock:
+                cam.stats.processed += 1
+                cam.stats.inference_ms.append(infer_ms)
+                if latency is not None:
+                    cam.stats.latency_ms.append(latency)
+
+    def _publish(self, cam: Camera, header: Any, image: Any, seg: Any, rt: Runtime) -> None:
+        render, fill = self._render, self._ros_image.fill_image_msg
+        cam.pub_label.publish(fill(Image(), render.label_image(seg.labels), 'mono8', header))
+        if cam.pub_overlay.get_subscription_count() > 0:
+            rgb = render.overlay(image, seg.labels, self._palette, rt.overlay_alpha,
+                                 self._overlay_classes)
+            encoding = self.settings.overlay_encoding
+            if encoding == 'bgr8':
+                rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR, dst=rgb)
+            cam.pub_overlay.publish(fill(Image(), rgb, encoding, header))
+        if cam.pub_probability is not None and cam.pub_probability.get_subscription_count() > 0:
+            cam.pub_probability.publish(fill(Image(), render.probability_mono8(seg.probability),
+                                             'mono8', header))
+        info = cam.camera_info
+        if info is not None:
+            info.header = header
+            cam.pub_info.publish(info)
+
+    def _latency_ms(self, header: Any) -> float | None:
+        stamp = header.stamp
+        if stamp.sec == 0 and stamp.nanosec == 0:
+            return None
+        now = self.get_clock().now().nanoseconds
+        return (now - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e6
+
+    def _bad_frame(self, cam: Camera, reason: str, message: str) -> None:
+        with self._stats_lock:
+            cam.stats.bad += 1
+        key = (cam.name, reason)
+        now = time.monotonic()
+        last, suppressed = self._throttle.get(key, [-math.inf, 0])
+        if now - last >= LOG_THROTTLE_S:
+            extra = f' ({int(suppressed)} more since the last warning)' if suppressed else ''
+            self.get_logger().warning(f'{cam.label}: skipped bad frame: {message}{extra}')
+            self._throttle[key] = [now, 0]
+        else:
+            self._throttle[key] = [last, suppressed + 1]
+
+    # -- diagnostics (executor thread) ---------------------------------------------------
+    def _publish_diagnostics(self) -> None:
+        now = time.monotonic()
+        dt = max(now - self._diag_last, 1e-6)
+        self._diag_last = now
+        rt, seg = self._runtime, self.segmenter
+        crf = f'on ({rt.crf_iterations} iterations)' if rt.crf_enabled else 'off'
+        msg = DiagnosticArray()
+        msg.header.stamp = self.get_clock().now().to_msg()
+        for cam in self.cameras:
+            with self._stats_lock:
+                st = cam.stats
+                lat, inf = st.latency_ms, st.inference_ms
+                st.latency_ms, st.inference_ms = [], []
+                rate_in = (st.received - st.last_received) / dt
+                rate_out = (st.processed - st.last_processed) / dt
+                new_bad = st.bad - st.last_bad
+                st.last_received, st.last_processed, st.last_bad = (st.received, st.processed,
+                                                                     st.bad)
+                totals = (st.received, st.processed, st.dropped, st.bad)
+            level, text = DiagnosticStatus.OK, 'ok'
+            if rate_in == 0:
+                level, text = DiagnosticStatus.WARN, 'no input frames'
+            elif new_bad:
+                level, text = DiagnosticStatus.WARN, f'{new_bad} bad frames'
+            values = {
+                'input_topic': cam.input_topic,
+                'input_rate_hz': f'{rate_in:.2f}', 'output_rate_hz': f'{rate_out:.2f}',
+                'inference_ms': f'{sum(inf) / len(inf):.1f}' if inf else 'nan',
+                'latency_ms': f'{sum(lat) / len(lat):.1f}' if lat else 'nan',
+                'latency_max_ms': f'{max(lat):.1f}' if lat else 'nan',
+                'frames_received': str(totals[0]), 'frames_processed': str(totals[1]),
+                'frames_dropped': str(totals[2]), 'frames_bad': str(totals[3]),
+                'crf': crf, 'threshold': f'{rt.threshold:g}', 'device': seg.device,
+                'precision': seg.precision,
+            }
+            msg.status.append(DiagnosticStatus(
+                level=level, name=f'{self.get_fully_qualified_name()}: {cam.label}',
+                message=text, hardware_id=cam.label,
+                values=[KeyValue(key=k, value=v) for k, v in values.items()]))
+        self._pub_diag.publish(msg)
+
+    # -- shutdown ------------------------------------------------------------------------
+    def close(self) -> None:
+        """Stop the worker thread (waits for the batch in progress)."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._worker is not None:
+            self._worker.join(timeout=30.0)
+
+
+def main(args: Sequence[str] | None = None) -> int:
+    """Run the node until Ctrl-C / SIGTERM (exit 0); exit 1 on a bad configuration."""
+    rclpy.init(args=args)
+    node = None
+    try:
+        node = RoadSegmentationNode()
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except ConfigError:
+        return 1  # already logged by the node
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        if node is not None:
+            node.close()
+            node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""seg_evaluate on real KITTI Road / CamVid frames: outputs, rescoring, bad inputs."""
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import pathlib
+import shutil
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from seg_perception import evaluate_cli
+from seg_perception.datasets import open_dataset
+from seg_perception.evaluation import REQUIRED_KEYS
+from seg_perception.image_io import read_gray, read_rgb
+from seg_perception.metrics import RoadEvaluator
+
+FRACTIONS = ('MaxF', 'AvgPrec', 'PRE', 'REC', 'FPR', 'FNR', 'IoU', 'threshold', 'accuracy',
+             'IoU_at_threshold', 'F_at_threshold')
+
+
+def run_main(args: list[str]) -> tuple[int, str]:
+    """``seg_evaluate`` in-process; returns (exit code, stdout)."""
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        rc = evaluate_cli.main([str(a) for a in args])
+    return rc, out.getvalue()
+
+
+def error_lines(err: str, prog: str = 'seg_evaluate') -> list[str]:
+    return [line for line in err.splitlines() if line.startswith(f'{prog}: error:')]
+
+
+def check_metrics(doc: dict, n_images: int) -> None:
+    for key in REQUIRED_KEYS:
+        assert key in doc, key
+    for key in FRACTIONS:
+        assert 0.0 <= doc[key] <= 1.0, (key, doc[key])
+    assert doc['n_images'] == n_images
+    assert doc['ground_truth'] is True and doc['partial'] is False
+
+
+def camvid_subset(camvid_dir: pathlib.Path, dest: pathlib.Path, n: int) -> pathlib.Path:
+    """A CamVid-layout folder holding the first ``n`` real val frames."""
+    for sub in ('val', 'valannot'):
+        (dest / sub).mkdir(parents=True)
+    for p in sorted((camvid_dir / 'val').glob('*.png'))[:n]:
+        shutil.copy(p, dest / 'val' / p.name)
+        shutil.copy(camvid_dir / 'valannot' / p.name, dest / 'valannot' / p.name)
+    return dest
+
+
+@pytest.fixture(scope='module')
+def kitti_run(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+              tmp_path_factory: pytest.TempPathFactory) -> tuple[pathlib.Path, int, str]:
+    out = tmp_path_factory.mktemp('kitti_eval')
+    rc, stdout = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
+                           kitti_dir, '--split', 'training', '--out', out,
+                           '--save-probabilities', '--overlays', '2'])
+    return out, rc, stdout
+
+
+def test_kitti_outputs(kitti_run: tuple[pathlib.Path, int, str], kitti_dir: pathlib.Path,
+                       ) -> None:
+    out, rc, stdout = kitti_run
+    assert rc == 0
+    doc = json.loads((out / 'metrics.json').read_text())
+    check_metrics(doc, 1)
+    assert doc['threshold_fixed'] == 0.5 and doc['frames'] == 1
+    assert doc['run']['dataset'] == 'kitti' and doc['run']['input_mode'] == 'pad'
+    assert '| MaxF |' in stdout and f'{doc["MaxF"]:.4f}' in stdout
+    image = read_rgb(kitti_dir / 'training' / 'image_2' / 'um_000000.png')
+    prob = read_gray(out / 'prob' / 'um_000000.png')
+    assert prob.shape == image.shape[:2] and prob.dtype == np.uint8
+    assert len(np.unique(prob)) > 1
+    overlay = read_rgb(out / 'overlays' / 'um_000000.png')
+    assert overlay.shape == image.shape
+    assert cv2.imread(str(out / 'pr_curve.png')) is not None
+    summary = (out / 'summary.md').read_text()
+    assert 'MaxF' in summary and 'pr_curve.png' in summary and 'overlays/um_000000.png' in summary
+    rows = list(csv.DictReader((out / 'frames.csv').open()))
+    assert [r['name'] for r in rows] == ['um_000000']
+    assert 0.0 <= float(rows[0]['iou']) <= 1.0 and float(rows[0]['inference_ms']) > 0
+
+
+def test_rescoring_probability_pngs_reproduces_metrics(
+        kitti_run: tuple[pathlib.Path, int, str], kitti_dir: pathlib.Path) -> None:
+    out, rc, _ = kitti_run
+    assert rc == 0
+    doc = json.loads((out / 'metrics.json').read_text())
+    evaluator = RoadEvaluator()
+    for sample in open_dataset('kitti', kitti_dir, 'training'):
+        evaluator.update(read_gray(out / 'prob' / f'{sample.name}.png'), sample.target)
+    again = json.loads(json.dumps(evaluator.result(threshold=doc['threshold_fixed'])))
+    for key, value in again.items():
+        assert doc[key] == value, key
+
+
+def test_console_script_kitti_resize(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+                                     tmp_path: pathlib.Path) -> None:
+    script = pathlib.Path(sys.executable).parent / 'seg_evaluate'
+    if not script.is_file():
+        pytest.skip(f'console script not installed beside {sys.executable} (pip install -e .)')
+    out = tmp_path / 'out'
+    result = subprocess.run(
+        [str(script), '--model', str(small_model_path), '--dataset', 'kitti', '--data-dir',
+         str(kitti_dir), '--split', 'training', '--out', str(out), '--input-mode', 'resize',
+         '--input-size', '64', '96', '--threshold', '0.4', '--overlays', '0'],
+        capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    doc = json.loads((out / 'metrics.json').read_text())
+    check_metrics(doc, 1)
+    assert doc['threshold_fixed'] == 0.4
+    assert doc['run']['input_mode'] == 'resize' and doc['run']['input_size'] == [64, 96]
+    assert not (out / 'prob').exists() and not (out / 'overlays').exists()
+    assert '| MaxF |' in result.stdout
+
+
+def test_camvid_val_frames(camvid_dir: pathlib.Path, small_model_path: pathlib.Path,
+                           tmp_path: pathlib.Path) -> None:
+    out = tmp_path / 'out'
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'camvid', '--data-dir',
+                      camvid_dir, '--split', 'val', '--limit', '3', '--out', out,
+                      '--save-probabilities', '--batch-size', '2'])
+    assert rc == 0
+    doc = json.loads((out / 'metrics.json').read_text())
+    check_metrics(doc, 3)
+    names = [p.stem for p in sorted((camvid_dir / 'val').glob('*.png'))[:3]]
+    assert sorted(p.stem for p in (out / 'prob').glob('*.png')) == names
+    evaluator = RoadEvaluator()
+    dataset = open_dataset('camvid', camvid_dir, 'val')
+    for i in range(3):
+        sample = dataset[i]
+        prob = read_gray(out / 'prob' / f'{sample.name}.png')
+        assert prob.shape == sample.image.shape[:2]
+        evaluator.update(prob, sample.target)
+    assert evaluator.result()['MaxF'] == doc['MaxF']
+    assert len(list((out / 'overlays').glob('*.png'))) == 3
+
+
+def test_kitti_testing_is_prediction_only(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+                                          tmp_path: pathlib.Path) -> None:
+    if not (kitti_dir / 'testing' / 'image_2').is_dir():
+        pytest.skip('no KITTI testing frames in the shared data')
+    out = tmp_path / 'out'
+    rc, stdout = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
+                           kitti_dir, '--split', 'testing', '--limit', '2', '--out', out,
+                           '--save-probabilities', '--overlays', '1'])
+    assert rc == 0
+    doc = json.loads((out / 'metrics.json').read_text())
+    assert doc['ground_truth'] is False and doc['n_images'] == 0 and doc['frames'] == 2
+    assert 'MaxF' not in doc and 'no metrics' in stdout
+    assert len(list((out / 'prob').glob('*.png'))) == 2
+    assert len(list((out / 'overlays').glob('*.png'))) == 1
+
+
+# -- bad inputs: exit 1 with one readable line ------------------------------------------
+def test_missing_model(kitti_dir: pathlib.Path, tmp_path: pathlib.Path,
+                       capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = run_main(['--model', tmp_path / 'nope.segmodel', '--dataset', 'kitti',
+                      '--data-dir', kitti_dir, '--split', 'training', '--out', tmp_path / 'o'])
+    lines = error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(lines) == 1
+    assert 'nope.segmodel' in lines[0] and 'not found' in lines[0]
+
+
+def test_corrupt_model(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+                       tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / 'cut.segmodel'
+    bad.write_bytes(small_model_path.read_bytes()[:5000])  # a download cut short
+    rc, _ = run_main(['--model', bad, '--dataset', 'kitti', '--data-dir', kitti_dir,
+                      '--split', 'training', '--out', tmp_path / 'o'])
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert rc == 1 and len(lines) == 1 and 'Traceback' not in err
+    assert 'cut.segmodel' in lines[0] and 'corrupt' in lines[0]
+
+
+def test_missing_data_dir(small_model_path: pathlib.Path, tmp_path: pathlib.Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'camvid', '--data-dir',
+                      tmp_path / 'no_such_dir', '--split', 'val', '--out', tmp_path / 'o'])
+    lines = error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(lines) == 1 and 'no_such_dir' in lines[0]
+    assert not (tmp_path / 'o').exists()
+
+
+def test_bad_flag_value(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+                        tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
+                      kitti_dir, '--split', 'training', '--out', tmp_path / 'o',
+                      '--input-size', '50', '60'])
+    lines = error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(lines) == 1 and 'multiples of 32' in lines[0]
+
+
+def test_mismatched_ground_truth_keeps_partial_results(
+        camvid_dir: pathlib.Path, small_model_path: pathlib.Path, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    data = camvid_subset(camvid_dir, tmp_path / 'camvid', 2)
+    second = sorted((data / 'valannot').glob('*.png'))[1]
+    labels = read_gray(second)
+    cv2.imwrite(str(second), cv2.resize(labels, (labels.shape[1] // 2, labels.shape[0] // 2),
+                                        interpolation=cv2.INTER_NEAREST))
+    out = tmp_path / 'out'
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'camvid', '--data-dir', data,
+                      '--split', 'val', '--out', out, '--batch-size', '1'])
+    err = capsys.readouterr().err
+    lines = error_lines(err)
+    assert rc == 1 and len(lines) == 1 and 'Traceback' not in err
+    assert second.name in lines[0] and 'does not match' in lines[0]
+    doc = json.loads((out / 'metrics.json').read_text())
+    assert doc['partial'] is True and doc['frames'] == 1 and doc['n_images'] == 1
+    assert 'does not match' in doc['error']

@@ -1,0 +1,98 @@
+"""Geometric preprocessing: pad / resize into a batch and back."""
+import numpy as np
+import pytest
+
+from seg_perception import preprocess
+from seg_perception.preprocess import FrameGeometry, InputError, prepare_batch, restore, round_up
+
+
+def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_round_up():
+    assert [round_up(v) for v in (1, 31, 32, 33, 375, 1242)] == [32, 32, 32, 64, 384, 1248]
+    assert round_up(10, 8) == 16
+
+
+def test_pad_mixed_sizes_geometry_and_round_trip():
+    sizes = [(375, 1242), (376, 1241), (370, 1226), (33, 47)]
+    images = [_frame(h, w, i) for i, (h, w) in enumerate(sizes)]
+    batch, geoms = prepare_batch(images, 'pad')
+    assert batch.shape == (4, 384, 1248, 3) and batch.dtype == np.uint8
+    for image, geom, slot in zip(images, geoms, batch):
+        h, w = image.shape[:2]
+        assert geom == FrameGeometry(h, w, 'pad', h, w)
+        np.testing.assert_array_equal(slot[:h, :w], image)  # content placed unscaled
+        # restore() crops any per-pixel output back, channels or not
+        back = restore(slot.astype(np.float32), geom)
+        assert back.dtype == np.float32 and back.flags.c_contiguous
+        np.testing.assert_array_equal(back, image)
+        back2d = restore(slot[:, :, 0].astype(np.float32), geom)
+        assert back2d.shape == (h, w)
+
+
+def test_pad_is_a_reflection_at_the_border():
+    image = _frame(40, 50)
+    batch, _ = prepare_batch([image], 'pad')
+    assert batch.shape == (1, 64, 64, 3)
+    slot = batch[0]
+    # reflect-101: row 40 + j mirrors row 38 - j (the edge row is not repeated)
+    for j in range(24):
+        np.testing.assert_array_equal(slot[40 + j, :50], image[38 - j])
+    for j in range(14):
+        np.testing.assert_array_equal(slot[:40, 50 + j], image[:, 48 - j])
+
+
+def test_pad_larger_than_frame_repeats_the_edge():
+    small, big = _frame(8, 8, 1), _frame(100, 100, 2)
+    batch, geoms = prepare_batch([small, big], 'pad')
+    assert batch.shape == (2, 128, 128, 3)
+    slot = batch[0]
+    np.testing.assert_array_equal(slot[:8, :8], small)
+    np.testing.assert_array_equal(slot[50, :8], small[7])    # edge row repeated
+    np.testing.assert_array_equal(slot[:8, 99], small[:, 7])  # edge column repeated
+    np.testing.assert_array_equal(restore(slot.astype(np.float32), geoms[0]), small)
+
+
+def test_resize_geometry_and_round_trip():
+    # a smooth image survives down- and up-scaling closely
+    yy, xx = np.mgrid[0:375, 0:1242]
+    smooth = np.stack([xx / 1242 * 255, yy / 375 * 255, (xx + yy) / 1617 * 255], -1)
+    images = [smooth.astype(np.uint8), _frame(33, 47)]
+    batch, geoms = prepare_batch(images, 'resize', (64, 96))
+    assert batch.shape == (2, 64, 96, 3)
+    assert geoms[0] == FrameGeometry(375, 1242, 'resize', 64, 96)
+    assert geoms[1] == FrameGeometry(33, 47, 'resize', 64, 96)
+    back = restore(batch[0].astype(np.float32), geoms[0])
+    assert back.shape == (375, 1242, 3) and back.dtype == np.float32
+    assert np.abs(back - images[0].astype(np.float32)).max() <= 8
+    prob = restore(np.full((64, 96), 0.25, np.float32), geoms[1])
+    assert prob.shape == (33, 47)
+    np.testing.assert_allclose(prob, 0.25, atol=1e-6)
+    one = restore(np.zeros((64, 96, 1), np.float32), geoms[1])
+    assert one.shape == (33, 47, 1)  # a single channel axis is kept
+
+
+@pytest.mark.parametrize('images, kwargs, match', [
+    ([], {}, 'empty'),
+    ([_frame(32, 32)], {'mode': 'crop'}, 'mode'),
+    ([_frame(32, 32)], {'mode': 'resize', 'size': None}, 'multiple'),
+    ([_frame(32, 32)], {'mode': 'resize', 'size': (50, 64)}, 'multiple'),
+    ([np.zeros((4, 4, 3), np.uint8)], {}, 'too small'),
+    ([np.zeros((32, 32, 3), np.float32)], {}, 'uint8'),
+    ([np.zeros((32, 32, 4), np.uint8)], {}, 'RGB'),
+    ([np.zeros((32, 32), np.uint8)], {}, 'RGB'),
+    ([[[0, 0, 0]]], {}, 'numpy'),
+    ([_frame(32, 32), np.zeros((32, 32, 3), np.int16)], {}, 'uint8'),
+])
+def test_bad_input_rejected(images, kwargs, match):
+    with pytest.raises(InputError, match=match):
+        prepare_batch(images, **kwargs)
+
+
+def test_too_large_rejected_without_allocating():
+    # a read-only broadcast view: no memory behind it, only the shape is checked
+    huge = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (8000, 5001, 3))
+    with pytest.raises(InputError, match='too large'):
+        preprocess.check_frame(huge)
