@@ -266,3 +266,44 @@ def load_imagenet_vgg16(model: keras.Model, weights: str = 'imagenet') -> list[s
     if not loaded:
         raise ValueError(f'no VGG16 layers found in {weights!r}')
     return loaded
+
+
+def fold_batch_norm(model: keras.Model, spec: ModelSpec, dtype: Any = None) -> keras.Model:
+    """Inference copy of a VGG16-BN FCN-8s with every BatchNormalization folded into its conv.
+
+    Each ``conv -> BN -> ReLU`` becomes ``conv(+bias) -> ReLU`` with
+    ``W' = W * g / sqrt(v + eps)`` (per output channel) and
+    ``b' = beta + (b - mean) * g / sqrt(v + eps)``, so inference skips the BN passes over
+    large activations. Outputs equal the original model's in inference mode (up to float
+    rounding). Models without BN are returned unchanged.
+
+    Args:
+        model: a model from :func:`build_fcn8s` with ``spec``.
+        spec: its architecture.
+        dtype: dtype policy of the folded model (as in :func:`build_fcn8s`).
+
+    Returns:
+        A model with the plain (``batch_norm=False``) architecture and no dropout.
+    """
+    if not spec.batch_norm:
+        return model
+    folded = build_fcn8s(dataclasses.replace(spec, batch_norm=False, dropout=0.0), dtype=dtype,
+                         name=model.name)
+    for layer in folded.layers:
+        if not layer.weights:
+            continue
+        source = model.get_layer(layer.name)
+        weights = [np.asarray(keras.ops.convert_to_numpy(w), np.float32)
+                   for w in source.weights]
+        bn_name = layer.name + '_bn'
+        if any(sub.name == bn_name for sub in model.layers):
+            bn = model.get_layer(bn_name)
+            gamma, beta, mean, var = (np.asarray(keras.ops.convert_to_numpy(w), np.float32)
+                                      for w in (bn.gamma, bn.beta, bn.moving_mean,
+                                                bn.moving_variance))
+            scale = gamma / np.sqrt(var + bn.epsilon)
+            kernel = weights[0] * scale
+            bias = weights[1] if len(weights) > 1 else np.zeros_like(mean)
+            weights = [kernel, beta + (bias - mean) * scale]
+        layer.set_weights(weights)
+    return folded

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from seg_perception import preprocess
+from seg_perception.model import fold_batch_norm
 from seg_perception.model_io import ModelCard, load_model
 
 LOG = logging.getLogger(__name__)
@@ -111,6 +112,11 @@ class Segmenter:
         if isinstance(model, (str, os.PathLike)):
             self.precision = resolve_precision(precision, self.device)
             self.model, self.card = load_model(model, dtype=PRECISIONS[self.precision])
+            # Inference only: fold batch norm into the convolutions (fewer passes over
+            # large activations). Not done for a (model, card) pair, whose weights may still
+            # be training.
+            self.model = fold_batch_norm(self.model, self.card.model_spec,
+                                         dtype=PRECISIONS[self.precision])
             self.model_path = str(model)
         else:
             self.model, self.card = model

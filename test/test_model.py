@@ -10,7 +10,7 @@ import keras
 import numpy as np
 import pytest
 
-from seg_perception.model import ModelSpec, bilinear_kernel, build_fcn8s
+from seg_perception.model import ModelSpec, bilinear_kernel, build_fcn8s, fold_batch_norm
 from seg_perception.model_io import load_model
 from seg_perception.preprocess import InputError
 from seg_perception.segmenter import Segmenter
@@ -171,3 +171,22 @@ def test_same_model_file_on_jax_backend(small_model_path, tmp_path):
     assert np.abs(jax_out - tf_out).max() <= 1e-5 * scale + 1e-4
     np.testing.assert_allclose(keras.ops.convert_to_numpy(keras.ops.softmax(jax_out)),
                                keras.ops.convert_to_numpy(keras.ops.softmax(tf_out)), atol=1e-4)
+
+
+def test_fold_batch_norm_matches_bn_model(small_model_path):
+    model, card = load_model(small_model_path)
+    rng = np.random.default_rng(3)
+    for layer in model.layers:  # non-trivial BN statistics
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.uniform(0.5, 1.5, n), rng.normal(0, 0.1, n),
+                               rng.normal(0, 0.5, n), rng.uniform(0.5, 2.0, n)])
+    folded = fold_batch_norm(model, card.model_spec)
+    assert not any(isinstance(layer, keras.layers.BatchNormalization)
+                   for layer in folded.layers)
+    x = rng.integers(0, 256, (2, 64, 96, 3), np.uint8)
+    a = np.asarray(model(x, training=False))
+    b = np.asarray(folded(x, training=False))
+    assert np.allclose(a, b, atol=1e-4 * max(1.0, np.abs(a).max()))
+    plain = build_fcn8s(ModelSpec(batch_norm=False))
+    assert fold_batch_norm(plain, ModelSpec(batch_norm=False)) is plain
