@@ -175,8 +175,10 @@ class EvalRun:
                 raise ValueError(f'{f.name}: ground truth {f.target.shape[1]}x'
                                  f'{f.target.shape[0]} does not match image '
                                  f'{f.image.shape[1]}x{f.image.shape[0]}')
+        # multi-class models: the CRF refines all class probabilities (as the node does)
+        multi = self.crf_params is not None and self.segmenter.num_classes > 2
         t0 = time.perf_counter()
-        segs = self.segmenter.segment([f.image for f in frames])
+        segs = self.segmenter.segment([f.image for f in frames], class_probabilities=multi)
         if not self.records:
             self._first_batch = len(frames)
         share_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
@@ -191,8 +193,13 @@ class EvalRun:
     def _refine(self, image: np.ndarray, seg: Any) -> tuple[np.ndarray, np.ndarray, float]:
         from seg_perception import crf
         t0 = time.perf_counter()
-        prob = np.asarray(crf.refine(image, seg.probability, self.crf_params), np.float32)
-        labels = self.segmenter.labels_from(prob)
+        if seg.class_probabilities is not None:
+            classes = crf.refine(image, seg.class_probabilities, self.crf_params)
+            prob = np.ascontiguousarray(classes[..., self.segmenter.road_class], np.float32)
+            labels = self.segmenter.labels_from(prob, classes)
+        else:
+            prob = np.asarray(crf.refine(image, seg.probability, self.crf_params), np.float32)
+            labels = self.segmenter.labels_from(prob)
         return prob, labels, (time.perf_counter() - t0) * 1e3
 
     def _score(self, frame: Frame, prob: np.ndarray, labels: np.ndarray,

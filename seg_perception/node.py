@@ -311,7 +311,7 @@ class RoadSegmentationNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._cond = threading.Condition()
-        self._stats_lock = threading.Lock()
+        self._stats_lock = self._cond  # one lock for slots and counters: consistent snapshots
         self._stop = False
         self._worker: threading.Thread | None = None
         self._throttle: dict[tuple[str, str], list[float]] = {}
@@ -337,12 +337,18 @@ class RoadSegmentationNode(Node):
     def _setup(self) -> None:
         settings = settings_from_values(self._declare())
         self.settings = settings
+        overrides = getattr(self, '_parameter_overrides', {})  # from files and -p
+        unknown = sorted(name for name in overrides if not self.has_parameter(name))
+        if unknown:
+            self.get_logger().warning(f'ignoring unknown parameters (typo?): {unknown}')
         # Heavy imports only after the parameters passed: a bad configuration fails fast.
         from seg_perception import preprocess, render, ros_image
         from seg_perception.model_io import ModelFileError
         from seg_perception.segmenter import Segmenter
 
         self._preprocess, self._render, self._ros_image = preprocess, render, ros_image
+        self._crf_base = dict(settings.crf)
+        self._check_crf_params(self._crf_base)
         self._crf_module: Any = None
         if settings.crf_enabled:
             self._crf_module = self._import_crf()
@@ -359,8 +365,6 @@ class RoadSegmentationNode(Node):
         card = self.segmenter.card
         if settings.threshold is None:  # publish the effective value
             self.set_parameters([Parameter('threshold', value=float(card.threshold))])
-        self._crf_base = dict(settings.crf)
-        self._check_crf_params(self._crf_base)
         self._runtime = Runtime(self.segmenter.threshold, settings.crf_enabled,
                                 int(settings.crf['iterations']), settings.overlay_alpha)
         palette = [list(c) for c in card.palette]
@@ -510,6 +514,8 @@ class RoadSegmentationNode(Node):
             try:
                 self._process(batch)
             except Exception as exc:  # noqa: BLE001 - keep serving; the error is logged
+                if self._stop or not self.context.ok():
+                    return  # shutting down: publishers are gone
                 for cam, _ in batch:
                     self._bad_frame(cam, 'internal', f'processing failed: {exc!r}')
 

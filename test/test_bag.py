@@ -195,6 +195,24 @@ def test_storage_and_compressed_images(storage: str, compressed: str | None,
         assert all(doc[k] == ref[k] for k in COMPARED)
 
 
+def test_eval_crf_from_params_matches_seg_evaluate(mcap_bag: pathlib.Path,
+                                                   camvid_small: pathlib.Path,
+                                                   small_model_path: pathlib.Path,
+                                                   tmp_path: pathlib.Path) -> None:
+    # crf.* of config/road.yaml are the CRFParams defaults seg_evaluate uses
+    rc, _ = run(cli.main, [*eval_args(mcap_bag, tmp_path / 'bag', small_model_path), '--limit',
+                           '2', '--crf-scale', '0.25', '--overlays', '0'])
+    assert rc == 0
+    rc, _ = run(evaluate_cli.main, ['--model', small_model_path, '--dataset', 'camvid',
+                                    '--data-dir', camvid_small, '--split', 'val', '--limit',
+                                    '2', '--out', tmp_path / 'ref', '--crf-scale', '0.25',
+                                    '--overlays', '0'])
+    assert rc == 0
+    doc, ref = (json.loads((tmp_path / d / 'metrics.json').read_text()) for d in ('bag', 'ref'))
+    assert doc['run']['crf'] is True and doc['run']['crf_scale'] == 0.25
+    assert all(doc[k] == ref[k] for k in COMPARED)
+
+
 def test_bag_without_metadata_yaml(mcap_bag: pathlib.Path, small_model_path: pathlib.Path,
                                    reference: dict, tmp_path: pathlib.Path) -> None:
     bag = tmp_path / 'bag'

@@ -101,6 +101,22 @@ def test_rescoring_probability_pngs_reproduces_metrics(
         assert doc[key] == value, key
 
 
+def test_crf_refines_the_probabilities(kitti_run: tuple[pathlib.Path, int, str],
+                                       kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+                                       tmp_path: pathlib.Path) -> None:
+    plain = read_gray(kitti_run[0] / 'prob' / 'um_000000.png')
+    out = tmp_path / 'out'
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
+                      kitti_dir, '--split', 'training', '--out', out, '--crf-scale', '0.25',
+                      '--save-probabilities', '--overlays', '0'])
+    assert rc == 0
+    doc = json.loads((out / 'metrics.json').read_text())
+    check_metrics(doc, 1)
+    assert doc['run']['crf'] is True and doc['run']['crf_scale'] == 0.25
+    refined = read_gray(out / 'prob' / 'um_000000.png')
+    assert refined.shape == plain.shape and not np.array_equal(refined, plain)
+
+
 def test_console_script_kitti_resize(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
                                      tmp_path: pathlib.Path) -> None:
     script = pathlib.Path(sys.executable).parent / 'seg_evaluate'
