@@ -14,10 +14,18 @@ Topics (relative names, so namespaces and remaps compose; with ``cameras`` each 
   ``road/probability`` (mono8 0..255, with ``publish_probability``), ``road/camera_info``
   (the latest camera_info, re-stamped with the frame's header). All at the input resolution
   and with the input header unchanged; overlay and probability only while subscribed.
-* ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), one status per camera.
+* ``/diagnostics`` (diagnostic_msgs/DiagnosticArray), one status per camera named
+  ``<node>: <camera>``: input/output rate (Hz), inference_ms (the batched segment call),
+  batch_frames, crf_ms, latency_ms / latency_max_ms (publish time minus header stamp),
+  frames received/processed/dropped/bad (totals), CRF state, threshold, device, precision.
 
 Parameters are listed in :data:`PARAMETERS`; ``threshold``, ``crf.enabled``,
 ``crf.iterations`` and ``overlay.alpha`` can change at run time, the rest are read-only.
+
+QoS follows REP-2003 (best-effort input, reliable output). Note: with Fast DDS' default
+transports, best-effort samples larger than about 0.5 MB (e.g. a 1242x375 rgb8 frame) are
+dropped between processes; use ``qos.input.reliability: reliable`` when the camera publishes
+reliably (image_transport's default), or enlarge Fast DDS' shared-memory segment.
 """
 from __future__ import annotations
 
@@ -140,7 +148,7 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               '(image/compressed, JPEG/PNG)'),
     ParamSpec('qos.input.depth', 1, 'Input subscription queue depth', int_range=(1, 100)),
     ParamSpec('qos.input.reliability', 'best_effort', 'Input reliability (REP-2003: '
-              'best_effort)'),
+              'best_effort; reliable for large raw frames from a reliable publisher)'),
     ParamSpec('qos.output.depth', 1, 'Output publisher queue depth', int_range=(1, 100)),
     ParamSpec('qos.output.reliability', 'reliable', 'Output reliability (REP-2003: reliable)'),
     ParamSpec('diagnostics_period', 1.0, 'Period of /diagnostics in seconds',
@@ -173,6 +181,11 @@ class Settings:
     qos_input: tuple[int, str]
     qos_output: tuple[int, str]
     diagnostics_period: float
+
+
+def _mean_text(values: Sequence[float], fmt: str) -> str:
+    """Mean of ``values`` formatted with ``fmt``, or 'nan' when empty (diagnostics text)."""
+    return format(sum(values) / len(values), fmt) if values else 'nan'
 
 
 def default_model_path() -> pathlib.Path:
@@ -275,6 +288,8 @@ class CameraStats:
     bad: int = 0
     latency_ms: list[float] = dataclasses.field(default_factory=list)
     inference_ms: list[float] = dataclasses.field(default_factory=list)
+    batch_frames: list[int] = dataclasses.field(default_factory=list)
+    crf_ms: list[float] = dataclasses.field(default_factory=list)
     last_received: int = 0
     last_processed: int = 0
     last_bad: int = 0
@@ -540,6 +555,7 @@ class RoadSegmentationNode(Node):
         t0 = time.perf_counter()
         results = self.segmenter.segment([f[2] for f in frames], threshold=rt.threshold,
                                          class_probabilities=crf_on and multi)
+        t1 = time.perf_counter()
         if crf_on:
             params = self._crf_module.CRFParams(**{**self._crf_base,
                                                    'iterations': rt.crf_iterations})
@@ -552,13 +568,16 @@ class RoadSegmentationNode(Node):
                     seg.probability = self._crf_module.refine(image, seg.probability, params)
                 seg.labels = self.segmenter.labels_from(seg.probability,
                                                         seg.class_probabilities, rt.threshold)
-        infer_ms = (time.perf_counter() - t0) * 1e3
+        infer_ms, crf_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         for (cam, header, image), seg in zip(frames, results):
             self._publish(cam, header, image, seg, rt)
             latency = self._latency_ms(header)
             with self._stats_lock:
                 cam.stats.processed += 1
                 cam.stats.inference_ms.append(infer_ms)
+                if crf_on:
+                    cam.stats.crf_ms.append(crf_ms)
+                cam.stats.batch_frames.append(len(frames))
                 if latency is not None:
                     cam.stats.latency_ms.append(latency)
 
@@ -612,8 +631,9 @@ class RoadSegmentationNode(Node):
         for cam in self.cameras:
             with self._stats_lock:
                 st = cam.stats
-                lat, inf = st.latency_ms, st.inference_ms
-                st.latency_ms, st.inference_ms = [], []
+                lat, inf, batch, crf_t = (st.latency_ms, st.inference_ms, st.batch_frames,
+                                          st.crf_ms)
+                st.latency_ms, st.inference_ms, st.batch_frames, st.crf_ms = [], [], [], []
                 rate_in = (st.received - st.last_received) / dt
                 rate_out = (st.processed - st.last_processed) / dt
                 new_bad = st.bad - st.last_bad
@@ -628,8 +648,10 @@ class RoadSegmentationNode(Node):
             values = {
                 'input_topic': cam.input_topic,
                 'input_rate_hz': f'{rate_in:.2f}', 'output_rate_hz': f'{rate_out:.2f}',
-                'inference_ms': f'{sum(inf) / len(inf):.1f}' if inf else 'nan',
-                'latency_ms': f'{sum(lat) / len(lat):.1f}' if lat else 'nan',
+                'inference_ms': _mean_text(inf, '.1f'),
+                'batch_frames': _mean_text(batch, '.2f'),
+                'crf_ms': _mean_text(crf_t, '.1f'),
+                'latency_ms': _mean_text(lat, '.1f'),
                 'latency_max_ms': f'{max(lat):.1f}' if lat else 'nan',
                 'frames_received': str(totals[0]), 'frames_processed': str(totals[1]),
                 'frames_dropped': str(totals[2]), 'frames_bad': str(totals[3]),

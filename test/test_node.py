@@ -21,6 +21,7 @@ import psutil
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
 from ros_harness import (
+    REPO,
     SENSOR,
     Collector,
     HarnessError,
@@ -241,6 +242,26 @@ def test_runtime_parameters_take_effect_on_the_next_frame(ros: RosTestNode, sing
         assert all(r.successful for r in results)
 
 
+def test_crf_can_be_switched_on_at_run_time(ros: RosTestNode, single: Running,
+                                            io: dict[str, Any]) -> None:
+    status = f'{single.fqn}: image'
+    diag: Collector = io['diag']
+    frame = road_frame(64, 96)
+    try:
+        results = ros.set_parameters(single.fqn, {'crf.enabled': True, 'crf.iterations': 2})
+        assert all(r.successful for r in results), [r.reason for r in results]
+        diag.clear()
+        out = send_and_receive(ros, io, io['frames'].image(frame))
+        assert (out['label'].height, out['label'].width) == (64, 96)
+        report = diag.wait_for(lambda m: (diag_values(m, status) or {}).get('crf_ms', 'nan')
+                               != 'nan', 30)
+        values = diag_values(report, status)
+        assert values['crf'] == 'on (2 iterations)' and float(values['crf_ms']) > 0
+    finally:
+        results = ros.set_parameters(single.fqn, {'crf.enabled': False})
+        assert results[0].successful
+
+
 def bad_messages(frames: Frames) -> dict[str, Image]:
     good = road_frame(64, 96)
     unsupported = frames.image(good)
@@ -354,6 +375,38 @@ def test_resident_memory_is_flat(ros: RosTestNode, single: Running, io: dict[str
     assert growth < 0.05
 
 
+# -- the shipped default model, started exactly as road.launch.py with defaults ---------------
+def test_default_model_finds_the_road_in_real_frames(ros: RosTestNode, ros_namespace: str,
+                                                     default_model: Any,
+                                                     node_processes: Callable[..., NodeProcess],
+                                                     ) -> None:
+    from seg_perception.image_io import camvid_to_target, read_gray, read_rgb
+    from seg_perception.metrics import road_iou
+
+    ns = ros_namespace + '/default'
+    command, args, cfg = launch_command('road.launch.py', {'namespace': ns})
+    assert 'model_path' not in cfg['parameters']  # the packaged default via the share dir
+    proc = node_processes(command, args, name='road_segmentation_default')
+    proc.wait_ready(ros, publishers=[f'{ns}/road/label'], subscribers=[f'{ns}/image'],
+                    timeout=START_TIMEOUT)
+    pub = ros.publisher(Image, f'{ns}/image')
+    label = ros.collect(f'{ns}/road/label', Image)
+    ros.wait_matched(pub)
+    frames = Frames(ros)
+    card = read_card(default_model)
+    demo = REPO / 'demo' / 'frames' / 'camvid'
+    for path in sorted((demo / 'val').glob('*.png')):
+        rgb = read_rgb(path)
+        target = camvid_to_target(read_gray(demo / 'valannot' / path.name))
+        msg = frames.image(rgb)
+        reply = ros.request(lambda m=msg: pub.publish(m), label,
+                            lambda m, s=stamp_of(msg): stamp_of(m) == s, 120)
+        labels = np.frombuffer(reply.data, np.uint8).reshape(rgb.shape[:2])
+        iou = road_iou(labels, target, card.road_class)
+        assert iou > 0.6, (path.name, iou)
+    proc.stop_and_check(signal.SIGINT)
+
+
 # -- startup failures --------------------------------------------------------------------------
 @pytest.mark.parametrize('params, message', [
     ({'device': 'tpu'}, "parameter 'device' must be one of"),
@@ -400,7 +453,8 @@ def multi(ros: RosTestNode, ros_namespace: str, small_model_path: Any,
         'multi_camera.launch.py',
         {'model': str(small_model_path), 'namespace': ns, 'cameras': 'front,left',
          'camera_prefix': f'{ns}/cams/', 'image': 'image_raw', 'device': 'cpu'},
-        extra_params={'transport': 'compressed', 'publish_probability': True})
+        extra_params={'transport': 'compressed', 'overlay.encoding': 'bgr8',
+                      'overlay.color': [0, 255, 0], 'overlay.colour': [1, 2, 3]})
     proc = node_processes(command, args, name='road_segmentation_multi')
     inputs = {c: f'{ns}/cams/{c}/image_raw/compressed' for c in ('front', 'left')}
     outputs = {c: f'{ns}/{c}/road/label' for c in ('front', 'left')}
@@ -436,7 +490,38 @@ def test_two_cameras_compressed_in_one_node(ros: RosTestNode, multi: Running) ->
             assert reply.header.frame_id == msgs[cam].header.frame_id
             assert (reply.height, reply.width) == sizes[cam]
             over = overlays[cam].wait_for(lambda m, s=want[cam]: stamp_of(m) == s, 30)
-            assert (over.height, over.width) == sizes[cam]
+            assert (over.height, over.width, over.encoding) == (*sizes[cam], 'bgr8')
+            if ext == '.png':  # lossless: check the blend exactly (alpha 0.5, green road)
+                frame = decode_image(msgs[cam])
+                road = np.frombuffer(reply.data, np.uint8).reshape(sizes[cam]) == 1
+                blended = decode_image(over).astype(int)
+                assert np.array_equal(blended[~road], frame[~road])
+                expected = (frame[road].astype(int) + np.array([0, 255, 0])) / 2
+                assert np.abs(blended[road] - expected).max() <= 1
+    assert "ignoring unknown parameters (typo?): ['overlay.colour']" in multi.proc.log()
+
+
+def test_cameras_are_segmented_in_one_batch(ros: RosTestNode, multi: Running) -> None:
+    frames = Frames(ros)
+    pubs = [ros.publisher(CompressedImage, t, SENSOR) for t in multi.inputs.values()]
+    diag = ros.collect('/diagnostics', DiagnosticArray)
+    for pub in pubs:
+        ros.wait_matched(pub)
+    data = {c: frames.compressed(road_frame(64, 96), frame_id=c) for c in ('front', 'left')}
+    status = f'{multi.fqn}: front'
+
+    def batched(m: DiagnosticArray) -> bool:
+        value = (diag_values(m, status) or {}).get('batch_frames', 'nan')
+        return value != 'nan' and float(value) > 1.5
+
+    # Both cameras stream faster than the node serves: every batch holds both frames.
+    deadline = time.monotonic() + 60
+    while not any(batched(m) for m in diag.messages):
+        assert time.monotonic() < deadline, [diag_values(m, status) for m in diag.messages]
+        for pub, msg in zip(pubs, data.values()):
+            msg.header.stamp = ros.node.get_clock().now().to_msg()
+            pub.publish(msg)
+        ros.spin_for(0.05)
     multi.proc.stop_and_check(signal.SIGINT)
 
 
