@@ -12,8 +12,8 @@
     can serve, i.e. saturated steady state) and resident memory (RSS of the one node against
     the sum of the three). Targets: throughput ratio >= 1.5, memory ratio reported.
 
-The nodes subscribe with reliable QoS here (``qos.input.reliability: reliable``): Fast DDS
-with its default transports drops best-effort samples of this size between processes.
+The nodes subscribe with their default best-effort QoS; this process publishes the frames
+with the packaged Fast DDS profile for large images (config/fastdds_large_images.xml).
 
     python -m bench.bench_node [--model M] [--size 375x1242] [--frames 10] [--duration 20]
 
@@ -88,10 +88,8 @@ class Bench:
     def start(self, namespace: str, params: dict[str, Any]) -> Any:
         """Start a node process in ``namespace`` with ``params`` (plus model and device)."""
         h = self.h
-        # Reliable input: with Fast DDS' default transports, best-effort samples larger than
-        # about 0.5 MB (a 1242x375 rgb8 frame is 1.4 MB) are dropped between processes.
         args = h.ros_arguments(params={'model_path': str(self.model), 'device': self.device,
-                                       'qos.input.reliability': 'reliable', **params},
+                                       **params},
                                namespace=namespace, log_level='warn')
         proc = h.NodeProcess(h.executable('road_segmentation', 'seg_perception.node'), args,
                              name=f'bench{namespace.replace("/", "_")}')
@@ -277,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ['ROS_DOMAIN_ID'] = str(random.Random().randint(1, 101))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
+    from seg_perception.paths import use_large_image_profile
+    use_large_image_profile()  # 1.4 MB best-effort frames from this process
 
     import numpy as np
 

@@ -231,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
             raise DemoError(f'model {model} not found (the default model ships in models/)')
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
+        from seg_perception.paths import use_large_image_profile
+        use_large_image_profile()  # for this process's camera streams and the node's
         rows = []
         with tempfile.TemporaryDirectory(prefix='seg_demo_') as work:
             for stream in find_streams(args.camvid_frames, args.kitti_frames):

@@ -25,7 +25,6 @@ HEADS = {
     'full': (7, 4096),
     'light': (3, 512),
 }
-STRIDE = 32  # input sides must be multiples of this
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,7 +22,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from seg_perception.model import CAFFE_MEAN_BGR, STRIDE, ModelSpec, build_fcn8s
+from seg_perception.model import CAFFE_MEAN_BGR, ModelSpec, build_fcn8s
+from seg_perception.preprocess import STRIDE
 
 FORMAT = 'seg_perception.fcn8s'
 FORMAT_VERSION = 1

@@ -22,10 +22,12 @@ Topics (relative names, so namespaces and remaps compose; with ``cameras`` each 
 Parameters are listed in :data:`PARAMETERS`; ``threshold``, ``crf.enabled``,
 ``crf.iterations`` and ``overlay.alpha`` can change at run time, the rest are read-only.
 
-QoS follows REP-2003 (best-effort input, reliable output). Note: with Fast DDS' default
-transports, best-effort samples larger than about 0.5 MB (e.g. a 1242x375 rgb8 frame) are
-dropped between processes; use ``qos.input.reliability: reliable`` when the camera publishes
-reliably (image_transport's default), or enlarge Fast DDS' shared-memory segment.
+QoS follows REP-2003 (best-effort input, reliable output). With Fast DDS' default 512 KiB
+shared-memory segment, best-effort samples larger than that (a 1242x375 rgb8 frame is
+1.4 MB) are lost between processes: the camera publisher needs the packaged profile
+``config/fastdds_large_images.xml`` (``FASTDDS_DEFAULT_PROFILES_FILE``), which the node,
+``seg_bag live`` and ``make demo`` apply to themselves; or set
+``qos.input.reliability: reliable``.
 """
 from __future__ import annotations
 
@@ -55,6 +57,8 @@ from rclpy.node import Node
 from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+from seg_perception.paths import share_file, use_large_image_profile
 
 PACKAGE = 'seg_perception'
 NODE_NAME = 'road_segmentation'
@@ -190,17 +194,7 @@ def _mean_text(values: Sequence[float], fmt: str) -> str:
 
 def default_model_path() -> pathlib.Path:
     """The packaged default model: the ament share directory, else ``<repo>/models``."""
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            path = pathlib.Path(get_package_share_directory(PACKAGE)) / 'models'
-            if (path / DEFAULT_MODEL_NAME).is_file():
-                return path / DEFAULT_MODEL_NAME
-        except PackageNotFoundError:
-            pass
-    except ImportError:  # pragma: no cover - ament_index_python ships with rclpy
-        pass
-    return pathlib.Path(__file__).resolve().parent.parent / 'models' / DEFAULT_MODEL_NAME
+    return share_file(f'models/{DEFAULT_MODEL_NAME}')
 
 
 def settings_from_values(values: dict[str, Any]) -> Settings:
@@ -676,6 +670,7 @@ class RoadSegmentationNode(Node):
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the node until Ctrl-C / SIGTERM (exit 0); exit 1 on a bad configuration."""
+    use_large_image_profile()  # its own large overlays over shared memory (before init)
     rclpy.init(args=args)
     node = None
     try:

@@ -15,9 +15,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from seg_perception.model import STRIDE
-
 MODES = ('pad', 'resize')
+STRIDE = 32              # model input sides must be multiples of this (FCN-8s output stride)
 MIN_SIDE = 8            # smaller frames are rejected: nothing meaningful to segment
 MAX_PIXELS = 40_000_000  # bigger frames are rejected (about 8k x 5k)
 

@@ -31,6 +31,8 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('PYTHONUNBUFFERED', '1')
+    from seg_perception.paths import use_large_image_profile
+    use_large_image_profile()  # test publishers send camera-sized best-effort frames too
 
 
 def _require(path: pathlib.Path) -> pathlib.Path:

@@ -205,10 +205,9 @@ else:
     from seg_perception.ros_image import fill_image_msg
 
     def include(name: str, arguments: dict[str, str]) -> Any:
+        from launch import LaunchDescription
         from launch.actions import IncludeLaunchDescription
         from launch.launch_description_sources import PythonLaunchDescriptionSource
-
-        from launch import LaunchDescription
 
         return LaunchDescription([
             IncludeLaunchDescription(PythonLaunchDescriptionSource(str(LAUNCH / name)),

@@ -199,6 +199,8 @@ def cmd_live(args: argparse.Namespace) -> int:
     opt = LiveOptions(rate=args.rate, namespace=args.namespace, timeout=args.timeout,
                       topics=args.topics, gt_topics=args.gt_topic, limit=args.limit,
                       record_overlay=args.record_overlay)
+    from seg_perception.paths import use_large_image_profile
+    use_large_image_profile()  # large best-effort frames over shared memory (before rclpy)
     doc = run_live(args.bag, args.out, opt)
     lat = doc['latency_ms']['header_to_receive']
     print(f'{doc["frames_published"]} frame(s) published, {doc["outputs_received"]} '
