@@ -40,6 +40,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     DEFAULT_MODEL,
     REPO,
     machine_info,
+    parse_size,
     print_table,
     write_results,
 )
@@ -49,27 +50,13 @@ START_TIMEOUT = 300.0
 
 def _small_model(folder: pathlib.Path) -> pathlib.Path:
     """The tests' small model spec with random weights (timing does not depend on weights)."""
-    import keras
-    import numpy as np
+    from seg_perception.model import ModelSpec
+    from seg_perception.model_io import save_random_model
 
-    from seg_perception.model import ModelSpec, build_fcn8s
-    from seg_perception.model_io import ModelCard, save_model
-
-    keras.utils.set_random_seed(1)
-    spec = ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0)
-    model = build_fcn8s(spec)
-    rng = np.random.default_rng(0)
-    for name in ('score_fr', 'score_pool4', 'score_pool3'):
-        layer = model.get_layer(name)
-        kernel, bias = layer.get_weights()
-        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
-    card = ModelCard(spec=spec.to_dict(), training={'dataset': 'none (random weights, bench)'})
-    return save_model(model, card, folder / 'bench_small.segmodel')
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split('x')
-    return int(h), int(w)
+    return save_random_model(folder / 'bench_small.segmodel',
+                             ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0),
+                             seed=1,
+                             training={'dataset': 'none (random weights, bench)'})
 
 
 class Bench:
@@ -260,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default=None, help='model file (default: the trained default '
                    'model if present, else a random small model)')
-    p.add_argument('--size', type=_size, default=(375, 1242), help='frame size HxW')
+    p.add_argument('--size', type=parse_size, default=(375, 1242), help='frame size HxW')
     p.add_argument('--frames', type=int, default=10, help='(a) timed frames (median)')
     p.add_argument('--rate', type=float, default=5.0, help='(b) frames/s per camera')
     p.add_argument('--duration', type=float, default=20.0, help='(b) measured seconds')

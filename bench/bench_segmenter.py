@@ -30,6 +30,7 @@ os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 from bench.common import (  # noqa: E402 - the environment above must be set first
     DEFAULT_MODEL,
     machine_info,
+    parse_size,
     print_table,
     time_interleaved,
     write_results,
@@ -38,27 +39,11 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
 
 def _random_model(folder: pathlib.Path) -> pathlib.Path:
     """A random-weights default-architecture model file (timing does not depend on weights)."""
-    import keras
-    import numpy as np
+    from seg_perception.model import ModelSpec
+    from seg_perception.model_io import save_random_model
 
-    from seg_perception.model import ModelSpec, build_fcn8s
-    from seg_perception.model_io import ModelCard, save_model
-
-    keras.utils.set_random_seed(0)
-    spec = ModelSpec()
-    model = build_fcn8s(spec)
-    rng = np.random.default_rng(0)
-    for name in ('score_fr', 'score_pool4', 'score_pool3'):
-        layer = model.get_layer(name)
-        kernel, bias = layer.get_weights()
-        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
-    card = ModelCard(spec=spec.to_dict(), training={'dataset': 'none (random weights, bench)'})
-    return save_model(model, card, folder / 'random.segmodel')
-
-
-def _size(text: str) -> tuple[int, int]:
-    h, w = text.lower().split('x')
-    return int(h), int(w)
+    return save_random_model(folder / 'random.segmodel', ModelSpec(), seed=0,
+                             training={'dataset': 'none (random weights, bench)'})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                         'else a random-weights model in a temp file)')
     p.add_argument('--repeats', type=int, default=5, help='timed runs per variant (median)')
     p.add_argument('--warmup', type=int, default=1, help='untimed runs per variant first')
-    p.add_argument('--sizes', type=_size, nargs='+', default=[(375, 1242), (360, 480)],
+    p.add_argument('--sizes', type=parse_size, nargs='+', default=[(375, 1242), (360, 480)],
                    help='frame sizes HxW')
     p.add_argument('--batch', type=int, default=1, help='frames per batch in part (b)')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])

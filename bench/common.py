@@ -23,6 +23,12 @@ DEFAULT_MODEL = REPO / 'models' / 'road_camvid.segmodel'
 SHARED_DATA = pathlib.Path(os.environ.get('SEG_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 
 
+def parse_size(text: str) -> tuple[int, int]:
+    """``'375x1242'`` -> ``(375, 1242)`` (height x width), for ``--size`` arguments."""
+    h, w = text.lower().split('x')
+    return int(h), int(w)
+
+
 def _stats(times_s: Sequence[float]) -> dict[str, Any]:
     ms = [t * 1e3 for t in times_s]
     return {'median_ms': statistics.median(ms), 'min_ms': min(ms), 'max_ms': max(ms),

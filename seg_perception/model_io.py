@@ -274,3 +274,23 @@ def export_saved_model(model: keras.Model, card: ModelCard, directory: str | os.
     archive.write_out(str(directory), verbose=False)
     (directory / CARD_NAME).write_text(card.to_json())
     return directory
+
+
+def save_random_model(path: str | os.PathLike, spec: ModelSpec | None = None, seed: int = 0,
+                      **card_fields: Any) -> pathlib.Path:
+    """Write a model file with random, untrained weights (for tests and speed benchmarks).
+
+    The score layers get small random weights instead of the builder's zeros, so outputs
+    vary with the input; they mean nothing. ``card_fields`` override :class:`ModelCard`
+    fields (``spec`` comes from ``spec``).
+    """
+    spec = spec or ModelSpec()
+    keras.utils.set_random_seed(seed)
+    model = build_fcn8s(spec)
+    rng = np.random.default_rng(0)
+    for name in ('score_fr', 'score_pool4', 'score_pool3'):
+        layer = model.get_layer(name)
+        kernel, bias = layer.get_weights()
+        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
+    card_fields.setdefault('training', {'dataset': 'none (random weights)'})
+    return save_model(model, ModelCard(spec=spec.to_dict(), **card_fields), path)

@@ -16,7 +16,6 @@ import signal
 from collections.abc import Callable, Iterator
 from typing import Any
 
-import numpy as np
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -63,22 +62,14 @@ def default_model() -> pathlib.Path:
 def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """A real FCN-8s model file (VGG16-BN, light head, random weights with non-zero score
     layers so outputs vary) with a complete model card; input_size 64x96, pad mode."""
-    import keras
+    from seg_perception.model import ModelSpec
+    from seg_perception.model_io import save_random_model
 
-    from seg_perception.model import ModelSpec, build_fcn8s
-    from seg_perception.model_io import ModelCard, save_model
-
-    keras.utils.set_random_seed(1)
-    spec = ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0)
-    model = build_fcn8s(spec)
-    rng = np.random.default_rng(0)
-    for name in ('score_fr', 'score_pool4', 'score_pool3'):
-        layer = model.get_layer(name)
-        kernel, bias = layer.get_weights()
-        layer.set_weights([rng.normal(0, 0.05, kernel.shape).astype(np.float32), bias])
-    card = ModelCard(spec=spec.to_dict(), input_size=[64, 96], input_mode='pad', threshold=0.5,
-                     training={'dataset': 'none (random weights for tests)'})
-    return save_model(model, card, tmp_path_factory.mktemp('model') / 'small.segmodel')
+    return save_random_model(
+        tmp_path_factory.mktemp('model') / 'small.segmodel',
+        ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0), seed=1,
+        input_size=[64, 96], input_mode='pad', threshold=0.5,
+        training={'dataset': 'none (random weights for tests)'})
 
 
 # -- ROS 2 harness fixtures (see ros_harness.py) -------------------------------------------
