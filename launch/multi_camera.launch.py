@@ -114,11 +114,10 @@ def _launch_node(context: Any) -> list[Any]:
 
 def generate_launch_description() -> Any:
     """The launch description: arguments and the node."""
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.substitutions import PathJoinSubstitution
     from launch_ros.substitutions import FindPackageShare
-
-    from launch import LaunchDescription
 
     actions: list[Any] = []
     for name, default, description in ARGUMENTS:

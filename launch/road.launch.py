@@ -86,13 +86,12 @@ def _launch_node(context: Any) -> list[Any]:
 
 def generate_launch_description() -> Any:
     """The launch description: arguments, the node, and RViz2 when ``rviz:=true``."""
+    from launch import LaunchDescription
     from launch.actions import DeclareLaunchArgument, OpaqueFunction
     from launch.conditions import IfCondition
     from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
     from launch_ros.actions import Node
     from launch_ros.substitutions import FindPackageShare
-
-    from launch import LaunchDescription
 
     share = FindPackageShare(PACKAGE)
     actions: list[Any] = []
