@@ -62,12 +62,12 @@ def _small_model(folder: pathlib.Path) -> pathlib.Path:
 class Bench:
     """Test-side ROS node plus the node processes of one benchmark run."""
 
-    def __init__(self, model: pathlib.Path, device: str) -> None:
+    def __init__(self, model: pathlib.Path, device: str, input_mode: str = '') -> None:
         sys.path.insert(0, str(REPO / 'test'))  # reuse the integration-test harness
         import ros_harness
 
         self.h = ros_harness
-        self.model, self.device = model, device
+        self.model, self.device, self.input_mode = model, device, input_mode
         self.ros = ros_harness.RosTestNode(ros_harness.make_context(), 'bench_node')
         self.procs: list[Any] = []
         self.count = 0
@@ -76,7 +76,7 @@ class Bench:
         """Start a node process in ``namespace`` with ``params`` (plus model and device)."""
         h = self.h
         args = h.ros_arguments(params={'model_path': str(self.model), 'device': self.device,
-                                       **params},
+                                       'input_mode': self.input_mode, **params},
                                namespace=namespace, log_level='warn')
         proc = h.NodeProcess(h.executable('road_segmentation', 'seg_perception.node'), args,
                              name=f'bench{namespace.replace("/", "_")}')
@@ -153,7 +153,7 @@ def node_overhead(bench: Bench, frame: Any, frames: int, warmup: int) -> dict[st
     ros.wait_matched(pub)
     for col in outs:
         ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
-    seg = Segmenter(bench.model, device=bench.device)
+    seg = Segmenter(bench.model, device=bench.device, input_mode=bench.input_mode or None)
     # Warm-up: the node and the in-process Segmenter compile for this frame size.
     for _ in range(warmup):
         ros.request(lambda: pub.publish(bench.message(frame)), outs[0], lambda m: True, 300)
@@ -254,6 +254,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--settle', type=float, default=5.0, help='(b) unmeasured seconds first')
     p.add_argument('--warmup', type=int, default=2, help='untimed frames/rounds first')
     p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--input-mode', default='', choices=['', 'pad', 'resize'],
+                   help="'' = the model card's (the default model: resize to 192x256); pad = "
+                        'full-resolution inference')
     p.add_argument('--skip-cameras', action='store_true', help='only part (a)')
     p.add_argument('--json', default=None, help='results file (default '
                    'bench/results/node.json)')
@@ -281,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
             note = 'random weights, small test spec (VGG16-BN, light head; no trained model yet)'
         h, w = args.size
         frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
-        bench = Bench(model, args.device)
+        bench = Bench(model, args.device, args.input_mode)
         try:
             overhead = node_overhead(bench, frame, args.frames, args.warmup)
             cams = None if args.skip_cameras else cameras(
@@ -290,7 +293,8 @@ def main(argv: list[str] | None = None) -> int:
             bench.close()
 
     info = machine_info()
-    print(f'model: {note}; device {overhead["device"]}, precision {overhead["precision"]}; '
+    print(f'model: {note}; input mode {args.input_mode or "from the model card"}; '
+          f'device {overhead["device"]}, precision {overhead["precision"]}; '
           f'{info["cpu"]}, {info["cpu_count"]} CPUs, load {info.get("load_average_1_5_15")}')
     print_table('(a) node overhead: round trip through the node vs bare Segmenter.segment',
                 [overhead], ['size', 'node_ms', 'bare_ms', 'overhead_pct',
@@ -309,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
               f'(target >= 1.5: {cams["target"]}); memory ratio (3 nodes / 1 node): '
               f'{cams["memory_ratio"]:.2f}')
     out = write_results('node', {'machine': info, 'model': note, 'size': [h, w],
+                                 'input_mode': args.input_mode or 'model card',
                                  'frames': args.frames, 'rate_hz': args.rate,
                                  'duration_s': args.duration,
                                  'warmup': args.warmup, 'overhead': overhead,
