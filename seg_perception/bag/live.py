@@ -137,13 +137,19 @@ class _Recorder:
     def record_now(self, topic: str, raw: bytes) -> None:
         self.record(topic, raw, time.time_ns())
 
-    def on_label(self, ns: str, topic: str, raw: bytes, info: Any) -> None:
+    def _record_output(self, ns: str, topic: str, raw: bytes) -> tuple[Any, Sent | None, int]:
+        """Record an output image; return (message, its input frame or None, receive ns).
+
+        Call with ``self.lock`` held.
+        """
         now = time.time_ns()
         msg = io.typestore().deserialize_cdr(raw, io.IMAGE)
-        stamp = io.stamp_ns(msg.header)
+        self.writer.write(topic, now, raw)
+        return msg, self.by_key.get((ns, io.stamp_ns(msg.header))), now
+
+    def on_label(self, ns: str, topic: str, raw: bytes, info: Any) -> None:
         with self.lock:
-            self.writer.write(topic, now, raw)
-            sent = self.by_key.get((ns, stamp))
+            msg, sent, now = self._record_output(ns, topic, raw)
             if sent is None or sent.received is not None:
                 self.unmatched += 1
                 return
@@ -171,12 +177,8 @@ class _Recorder:
                                         f'truth {target.shape[::-1]} differ in size')
 
     def on_probability(self, ns: str, topic: str, raw: bytes) -> None:
-        now = time.time_ns()
-        msg = io.typestore().deserialize_cdr(raw, io.IMAGE)
-        stamp = io.stamp_ns(msg.header)
         with self.lock:
-            self.writer.write(topic, now, raw)
-            sent = self.by_key.get((ns, stamp))
+            msg, sent, _ = self._record_output(ns, topic, raw)
             if sent is None or sent.has_probability:
                 return
             sent.has_probability = True
