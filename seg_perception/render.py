@@ -103,11 +103,16 @@ def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[in
         selected[ids] = True
     if not image.flags.c_contiguous:  # e.g. a channel-flipped view; OpenCV needs a plain one
         image = np.ascontiguousarray(image)
-    colour = palette_lut(palette)[labels]
-    # One full-frame SIMD blend, then restore the unselected pixels from the frame.
-    out = cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0, dst=colour)
-    keep = ~selected[labels]
-    np.copyto(out, image, where=keep[:, :, None])
+    labels = np.ascontiguousarray(labels)
+    # Table lookups and SIMD blends in OpenCV (numpy fancy indexing and masked copies cost
+    # about 4x more at 1242x375): colour image, blend, then copy the blend into a copy of
+    # the frame where the class is selected.
+    lut = palette_lut(palette).reshape(N_IDS, 1, 3)
+    colour = cv2.LUT(cv2.merge((labels, labels, labels)), lut)
+    blended = cv2.addWeighted(image, 1.0 - alpha, colour, alpha, 0.0, dst=colour)
+    mask = cv2.LUT(labels, selected.astype(np.uint8) * np.uint8(255))
+    out = image.copy()
+    cv2.copyTo(blended, mask, out)
     return out
 
 

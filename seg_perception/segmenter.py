@@ -227,8 +227,7 @@ class Segmenter:
         """Class ids (H, W) uint8 from road probability (binary) or class probabilities."""
         if self.num_classes == 2 or class_probs is None:
             thr = self.threshold if threshold is None else threshold
-            road = probability >= thr
-            other = 1 - self.road_class
-            return np.where(road, np.uint8(self.road_class), np.uint8(other)).astype(np.uint8)
+            road = (probability >= thr).view(np.uint8)  # 1 = road, no copy
+            return road if self.road_class == 1 else np.uint8(1) - road
         return np.argmax(class_probs, axis=-1).astype(np.uint8)
 

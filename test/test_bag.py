@@ -246,6 +246,38 @@ def test_bag_ending_mid_write_keeps_partial_results(
     assert len(list(csv.DictReader((out / 'frames.csv').open()))) == doc['frames']
 
 
+def test_db3_cut_off_before_its_statistics_table_is_still_read(
+        camvid_small: pathlib.Path, tmp_path: pathlib.Path) -> None:
+    """SQLite may write sqlite_stat1 (ANALYZE / PRAGMA optimize at close) at the end of the
+    file; a cut there must not make the whole bag unreadable."""
+    import sqlite3
+
+    from seg_perception.bag.io import TruncatedBagError
+    bag = tmp_path / 'bag'
+    rc, _ = run(cli.main, ['make', '--images', camvid_small / 'val', '--labels',
+                           camvid_small / 'valannot', '--out', bag, '--storage', 'sqlite3'])
+    assert rc == 0
+    (db3,) = bag.glob('*.db3')
+    con = sqlite3.connect(db3)
+    con.execute('ANALYZE')
+    con.commit()
+    (stat_root,) = con.execute(
+        "SELECT rootpage FROM sqlite_master WHERE name = 'sqlite_stat1'").fetchone()
+    page_size = con.execute('PRAGMA page_size').fetchone()[0]
+    con.close()
+    cut = int(db3.stat().st_size * 0.7)
+    assert stat_root > cut // page_size  # the statistics table lies beyond the cut
+    with db3.open('r+b') as f:
+        f.truncate(cut)
+    reader = BagReader(bag)
+    read = 0
+    with pytest.raises(TruncatedBagError, match='mid-write'):
+        for _ in reader.messages(set(reader.topics)):
+            read += 1
+    reader.close()
+    assert read >= 1
+
+
 def _write_bag(path: pathlib.Path, frames: list[tuple[str, str, np.ndarray]]) -> None:
     """A bag of raw Image messages: (topic, encoding, pixels), one stamp per frame index."""
     with BagWriter(path) as writer:

@@ -328,6 +328,22 @@ def _mcap_str(body: bytes, i: int) -> tuple[str, int]:
     return body[i + 4:i + 4 + n].decode('utf-8', 'replace'), i + 4 + n
 
 
+def _drop_lost_schema_entries(path: pathlib.Path, pages: int) -> None:
+    """Remove schema rows whose root page was cut off (e.g. ``sqlite_stat1`` or an index
+    written at close), which would otherwise make SQLite refuse the whole file.
+    """
+    try:
+        con = sqlite3.connect(path)
+        try:
+            con.execute('PRAGMA writable_schema=ON')
+            con.execute('DELETE FROM sqlite_master WHERE rootpage > ?', (pages,))
+            con.commit()
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        pass  # the reader below reports what is still unreadable
+
+
 class _Sqlite3Scan:
     """Row-by-row reader for a ``.db3`` cut short (page count in its header > file size).
 
@@ -354,6 +370,7 @@ class _Sqlite3Scan:
             f.truncate(pages * page)
             f.seek(28)
             f.write(struct.pack('>I', pages))
+        _drop_lost_schema_entries(copy, pages)
         self.db = sqlite3.connect(f'file:{copy}?immutable=1', uri=True)
         try:
             rows = self.db.execute('SELECT id, name, type, type_description_hash FROM topics'
