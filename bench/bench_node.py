@@ -37,26 +37,15 @@ from typing import Any
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from bench.common import (  # noqa: E402 - the environment above must be set first
-    DEFAULT_MODEL,
     REPO,
     machine_info,
     parse_size,
     print_table,
+    resolve_model,
     write_results,
 )
 
 START_TIMEOUT = 300.0
-
-
-def _small_model(folder: pathlib.Path) -> pathlib.Path:
-    """The tests' small model spec with random weights (timing does not depend on weights)."""
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
-
-    return save_random_model(folder / 'bench_small.segmodel',
-                             ModelSpec(num_classes=2, batch_norm=True, head='light', dropout=0.0),
-                             seed=1,
-                             training={'dataset': 'none (random weights, bench)'})
 
 
 class Bench:
@@ -270,18 +259,15 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
+    from seg_perception.model import ModelSpec
+
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            model = pathlib.Path(args.model)
-            if not model.is_file():
-                print(f'bench_node: model file {model} not found', file=sys.stderr)
-                return 2
-            note = str(model)
-        elif DEFAULT_MODEL.is_file():
-            model, note = DEFAULT_MODEL, str(DEFAULT_MODEL)
-        else:
-            model = _small_model(pathlib.Path(tmp))
-            note = 'random weights, small test spec (VGG16-BN, light head; no trained model yet)'
+        try:
+            model, note = resolve_model(args.model, pathlib.Path(tmp), ModelSpec(
+                num_classes=2, batch_norm=True, head='light', dropout=0.0))
+        except FileNotFoundError as exc:
+            print(f'bench_node: {exc}', file=sys.stderr)
+            return 2
         h, w = args.size
         frame = np.random.default_rng(0).integers(0, 256, (h, w, 3), np.uint8)
         bench = Bench(model, args.device, args.input_mode)

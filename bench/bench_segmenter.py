@@ -28,22 +28,13 @@ import time
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from bench.common import (  # noqa: E402 - the environment above must be set first
-    DEFAULT_MODEL,
     machine_info,
     parse_size,
     print_table,
+    resolve_model,
     time_interleaved,
     write_results,
 )
-
-
-def _random_model(folder: pathlib.Path) -> pathlib.Path:
-    """A random-weights default-architecture model file (timing does not depend on weights)."""
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
-
-    return save_random_model(folder / 'random.segmodel', ModelSpec(), seed=0,
-                             training={'dataset': 'none (random weights, bench)'})
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,17 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     from seg_perception.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory() as tmp:
-        if args.model:
-            model_path = pathlib.Path(args.model)
-            if not model_path.is_file():
-                print(f'bench_segmenter: model file {model_path} not found', file=sys.stderr)
-                return 2
-            model_note = str(model_path)
-        elif DEFAULT_MODEL.is_file():
-            model_path, model_note = DEFAULT_MODEL, str(DEFAULT_MODEL)
-        else:
-            model_path = _random_model(pathlib.Path(tmp))
-            model_note = 'random weights, default architecture (no trained model yet)'
+        try:
+            model_path, model_note = resolve_model(args.model, pathlib.Path(tmp))
+        except FileNotFoundError as exc:
+            print(f'bench_segmenter: {exc}', file=sys.stderr)
+            return 2
         seg32 = Segmenter(model_path, device=args.device, precision='float32',
                           input_mode='pad')
         seg_auto = Segmenter(model_path, device=args.device, precision='auto',

@@ -23,6 +23,33 @@ DEFAULT_MODEL = REPO / 'models' / 'road_camvid.segmodel'
 SHARED_DATA = pathlib.Path(os.environ.get('SEG_SHARED_DATA', REPO.parent / 'shared' / 'data'))
 
 
+def resolve_model(arg: str | None, folder: pathlib.Path, spec: Any = None,
+                  ) -> tuple[pathlib.Path, str]:
+    """The model a bench times: ``--model`` if given, else the shipped default model, else a
+    random-weights model of ``spec`` written into ``folder`` (timing does not depend on the
+    weights).
+
+    Returns:
+        ``(path, note)``; the note says which model it is, for the report.
+
+    Raises:
+        FileNotFoundError: ``arg`` names a file that does not exist.
+    """
+    if arg:
+        path = pathlib.Path(arg)
+        if not path.is_file():
+            raise FileNotFoundError(f'model file {path} not found')
+        return path, str(path)
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL, str(DEFAULT_MODEL)
+    from seg_perception.model import ModelSpec
+    from seg_perception.model_io import save_random_model
+    spec = spec or ModelSpec()
+    path = save_random_model(folder / 'random.segmodel', spec, seed=0,
+                             training={'dataset': 'none (random weights, bench)'})
+    return path, f'random weights ({spec}; no trained model yet)'
+
+
 def parse_size(text: str) -> tuple[int, int]:
     """``'375x1242'`` -> ``(375, 1242)`` (height x width), for ``--size`` arguments."""
     h, w = text.lower().split('x')
