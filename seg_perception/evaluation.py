@@ -191,16 +191,9 @@ class EvalRun:
         return results
 
     def _refine(self, image: np.ndarray, seg: Any) -> tuple[np.ndarray, np.ndarray, float]:
-        from seg_perception import crf
         t0 = time.perf_counter()
-        if seg.class_probabilities is not None:
-            classes = crf.refine(image, seg.class_probabilities, self.crf_params)
-            prob = np.ascontiguousarray(classes[..., self.segmenter.road_class], np.float32)
-            labels = self.segmenter.labels_from(prob, classes)
-        else:
-            prob = np.asarray(crf.refine(image, seg.probability, self.crf_params), np.float32)
-            labels = self.segmenter.labels_from(prob)
-        return prob, labels, (time.perf_counter() - t0) * 1e3
+        self.segmenter.refine_with_crf(image, seg, self.crf_params)
+        return seg.probability, seg.labels, (time.perf_counter() - t0) * 1e3
 
     def _score(self, frame: Frame, prob: np.ndarray, labels: np.ndarray,
                ms: float) -> FrameResult:

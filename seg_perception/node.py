@@ -554,14 +554,7 @@ class RoadSegmentationNode(Node):
             params = self._crf_module.CRFParams(**{**self._crf_base,
                                                    'iterations': rt.crf_iterations})
             for (_, _, image), seg in zip(frames, results):
-                if multi:
-                    seg.class_probabilities = self._crf_module.refine(
-                        image, seg.class_probabilities, params)
-                    seg.probability = seg.class_probabilities[..., self.segmenter.road_class]
-                else:
-                    seg.probability = self._crf_module.refine(image, seg.probability, params)
-                seg.labels = self.segmenter.labels_from(seg.probability,
-                                                        seg.class_probabilities, rt.threshold)
+                self.segmenter.refine_with_crf(image, seg, params, rt.threshold)
         infer_ms, crf_ms = (t1 - t0) * 1e3, (time.perf_counter() - t1) * 1e3
         for (cam, header, image), seg in zip(frames, results):
             self._publish(cam, header, image, seg, rt)

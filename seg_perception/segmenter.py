@@ -222,6 +222,29 @@ class Segmenter:
                                         all_probs if class_probabilities else None))
         return results
 
+    def refine_with_crf(self, image: np.ndarray, seg: Segmentation, params: Any,
+                        threshold: float | None = None) -> Segmentation:
+        """Refine ``seg`` of ``image`` with the dense CRF and relabel it (in place).
+
+        Args:
+            image: the frame, (H, W, 3) uint8 RGB.
+            seg: its segmentation; multi-class models need ``class_probabilities``.
+            params: ``crf.CRFParams``.
+            threshold: road threshold for binary labels; default ``self.threshold``.
+
+        Returns:
+            ``seg``, with CRF probabilities (float32, C-contiguous) and labels.
+        """
+        from seg_perception import crf
+        if seg.class_probabilities is not None and self.num_classes > 2:
+            seg.class_probabilities = crf.refine(image, seg.class_probabilities, params)
+            seg.probability = np.ascontiguousarray(
+                seg.class_probabilities[..., self.road_class], np.float32)
+        else:
+            seg.probability = np.asarray(crf.refine(image, seg.probability, params), np.float32)
+        seg.labels = self.labels_from(seg.probability, seg.class_probabilities, threshold)
+        return seg
+
     def labels_from(self, probability: np.ndarray, class_probs: np.ndarray | None = None,
                     threshold: float | None = None) -> np.ndarray:
         """Class ids (H, W) uint8 from road probability (binary) or class probabilities."""
