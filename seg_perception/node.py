@@ -58,6 +58,7 @@ from rclpy.parameter import Parameter
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
+from seg_perception import ros_spin
 from seg_perception.paths import share_file, use_large_image_profile
 
 PACKAGE = 'seg_perception'
@@ -664,13 +665,13 @@ class RoadSegmentationNode(Node):
 def main(args: Sequence[str] | None = None) -> int:
     """Run the node until Ctrl-C / SIGTERM (exit 0); exit 1 on a bad configuration."""
     use_large_image_profile()  # its own large overlays over shared memory (before init)
-    rclpy.init(args=args)
+    ros_spin.init(args)
     node = None
     try:
         node = RoadSegmentationNode()
         executor = SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        ros_spin.spin_until_signal(executor)
     except ConfigError:
         return 1  # already logged by the node
     except (KeyboardInterrupt, ExternalShutdownException):

@@ -8,23 +8,27 @@ from __future__ import annotations
 import sys
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
+from seg_perception import ros_spin
+
 
 def main() -> int:
-    rclpy.init(args=sys.argv)
+    ros_spin.init(sys.argv)
     node = Node('echo_image')
     qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
                      reliability=ReliabilityPolicy.RELIABLE)
     pub = node.create_publisher(Image, 'out', qos)
     node.create_subscription(Image, 'in', pub.publish, qos)
     node.get_logger().info('echo_image ready')
+    executor = SingleThreadedExecutor()
+    executor.add_node(node)
     try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
+        ros_spin.spin_until_signal(executor)
+    except ExternalShutdownException:
         pass
     finally:
         node.destroy_node()

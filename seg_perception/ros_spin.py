@@ -1,0 +1,44 @@
+"""Run an rclpy executor until SIGINT or SIGTERM, without relying on rclpy's signal handlers.
+
+rclpy's default handlers (installed by ``rclpy.init``) lost a SIGTERM now and then in this
+project's tests, leaving the process spinning. Here Python handlers set a flag, and the
+executor spins in short slices so the flag is seen within ``period`` seconds.
+"""
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import rclpy
+from rclpy.signals import SignalHandlerOptions
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+def init(args: Sequence[str] | None = None) -> None:
+    """``rclpy.init`` without rclpy's signal handlers (use :func:`spin_until_signal`)."""
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+
+
+def spin_until_signal(executor: Any, period: float = 0.1) -> int:
+    """Spin ``executor`` until SIGINT/SIGTERM or context shutdown; returns the signal (or 0).
+
+    Must run in the main thread (Python delivers signals there).
+    """
+    received = threading.Event()
+    which = {'signal': 0}
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        which['signal'] = signum
+        received.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in STOP_SIGNALS}
+    try:
+        while not received.is_set() and executor.context.ok():
+            executor.spin_once(timeout_sec=period)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    return which['signal']
