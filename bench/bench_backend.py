@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             frames = [np.random.default_rng(i).integers(0, 256, (*args.size, 3), np.uint8)
                       for i in range(b)]
             batch, _ = preprocess.prepare_batch(frames, 'pad')
-            stats = time_call(functools.partial(seg.forward_batch, batch), repeats=args.repeats,
+            stats = time_call(functools.partial(seg.forward, batch, False), repeats=args.repeats,
                               warmup=2)
             rows.append({'backend': keras.backend.backend(), 'device': device,
                          'precision': prec, 'batch': b,

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     dataset = open_dataset('camvid', args.data_dir, args.split)
     n = min(args.frames, len(dataset))
     seg = Segmenter(model_path)
-    thr = seg.threshold
+    thr = seg.card.threshold
     params = {name: CRFParams(scale=scale, iterations=it) for name, scale, it in OPTIONS}
     for prm in params.values():
         prm.validate()

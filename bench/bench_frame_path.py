@@ -1,6 +1,7 @@
 """The node's per-frame path outside the model, stage by stage, over real DDS.
 
-For one camera frame the node does (``RoadSegmentationNode._process`` / ``_publish``):
+For one camera frame the node does (``RoadSegmentationNode._process`` /
+``CameraOutputs.publish``):
 
 * ``decode``: sensor_msgs/Image -> numpy (:mod:`seg_perception.ros_image`), frame check;
 * ``preprocess``: the frame into the model batch (:func:`preprocess.prepare_batch`);
@@ -80,7 +81,7 @@ def isolate_dds(sync_publication: bool = False) -> None:
     if sync_publication:
         os.environ['RMW_FASTRTPS_PUBLICATION_MODE'] = 'SYNCHRONOUS'
     else:
-        from seg_perception.node import use_async_publication
+        from seg_perception.paths import use_async_publication
         use_async_publication()
 
 
@@ -224,24 +225,23 @@ def frame_message(h: int, w: int, encoding: str, seed: int = 0) -> Any:
 def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dict[str, float]]:
     """One frame through the node's per-frame path; returns the stage times in seconds.
 
-    Mirrors ``RoadSegmentationNode._process`` and ``_publish`` stage by stage (keep in step
+    Mirrors ``RoadSegmentationNode._process`` and ``CameraOutputs.publish`` stage by stage
+    (keep in step
     with node.py): BGR frames stay BGR, the overlay is rendered into the reused overlay
     message, labels are copied into the reused label message, the overlay's subscriber
     count is re-read at most every ``SUBSCRIBER_CHECK_S``.
     """
-    import cv2
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from seg_perception import preprocess, render, ros_image
-    from seg_perception.node import Camera
+    from seg_perception import preprocess, ros_image
+    from seg_perception.pipeline import Pipeline
+    from seg_perception.ros_outputs import CameraOutputs
 
-    palette = [list(c) for c in seg.card.palette]
-    palette_bgr = render.reverse_channels(palette)
-    classes = [seg.road_class] if seg.num_classes == 2 else None
-    alpha, thr = 0.5, seg.threshold
+    pipe = Pipeline(seg)
+    alpha, thr = 0.5, pipe.threshold
     out_bgr = encoding == 'bgr8'
-    cam = Camera('')
+    cam = CameraOutputs(lambda msg_type, topic: None, '', encoding, False)  # subscriber cache
     out_label = ros_image.OutgoingImage(Image(), 'mono8')
     out_overlay = ros_image.OutgoingImage(Image(), encoding)
     clock = time.perf_counter
@@ -253,15 +253,14 @@ def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dic
         t1 = clock()
         batch, geoms = seg.prepare([image], [bgr])
         t2 = clock()
-        outputs = seg._forward(batch, False)
+        outputs = seg.forward(batch, False)
         t3 = clock()
-        labels = seg.postprocess(outputs, geoms, thr)[0].labels
+        prob = seg.postprocess(outputs, geoms)[0].probability
+        labels = pipe.labels(prob, None, thr)
         t4 = clock()
         h, w = labels.shape
-        out = out_overlay.array(h, w)
-        render.overlay(image, labels, palette_bgr if bgr else palette, alpha, classes, out=out)
-        if bgr != out_bgr:
-            cv2.cvtColor(out, cv2.COLOR_BGR2RGB, dst=out)
+        pipe.overlay(image, labels, alpha, bgr=bgr, out_bgr=out_bgr,
+                     out=out_overlay.array(h, w))
         t5 = clock()
         np.copyto(out_label.array(h, w), labels)
         label_msg = out_label.message(msg.header)

@@ -13,7 +13,7 @@ To see an AVX2-only CPU on an AVX-512 machine, cap oneDNN (TensorFlow's CPU kern
 ``ONEDNN_MAX_CPU_ISA=AVX2`` (``make bench`` runs this bench that way too). The cap does not
 reach ONNX Runtime's own kernels, so that run leaves ONNX Runtime out.
 (b) ``Segmenter.segment`` against the bare compiled forward pass
-    (``Segmenter.forward_batch`` on the already prepared batch) on the same batch: the
+    (``Segmenter.forward`` on the already prepared batch) on the same batch: the
     overhead of preprocessing, softmax slicing, restore and labels. Target: <= 5 %.
     Also measured inside each call (``segment`` wall time minus its ``last_forward_ms``),
     which is immune to load changes between calls.
@@ -133,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
             record.append(((time.perf_counter() - t0) * 1e3, seg_auto.last_forward_ms))
 
         tb = time_interleaved({'segment': segment_and_split,
-                               'forward_batch': lambda b=batch: seg_auto.forward_batch(b)},
+                               'forward': lambda b=batch: seg_auto.forward(b, False)},
                               repeats=args.repeats, warmup=args.warmup)
         timed = in_call[len(in_call) - args.repeats:]
         overhead_in_call = statistics.median(
             (total - fwd) / fwd for total, fwd in timed) * 100
-        seg_ms, fwd_ms = tb['segment']['median_ms'], tb['forward_batch']['median_ms']
+        seg_ms, fwd_ms = tb['segment']['median_ms'], tb['forward']['median_ms']
         rows_b.append({
             'size': f'{h}x{w} x{args.batch}', 'segment_ms': seg_ms, 'forward_ms': fwd_ms,
             'overhead_pct': (seg_ms - fwd_ms) / fwd_ms * 100,
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                  'fastest', 'fastest / predict', 'target fastest <= 1/3']
     columns_b = ['size', 'segment_ms', 'forward_ms', 'overhead_pct', 'overhead_in_call_pct',
                  'target']
-    headers_b = ['batch', 'segment (ms)', 'forward_batch (ms)', 'overhead % (medians)',
+    headers_b = ['batch', 'segment (ms)', 'forward (ms)', 'overhead % (medians)',
                  'overhead % (in call)', 'target <= 5 %']
     info = machine_info()
     print(f'model: {model_note}; device {seg_auto.device}; backend {keras.backend.backend()}; '

@@ -54,7 +54,7 @@ def node_arguments(values: dict[str, str]) -> dict[str, Any]:
     if cameras:
         overrides['cameras'] = cameras
     else:
-        cameras = common.cameras_from_params_file(values['params_file'])
+        cameras = common.cameras_from_params_file(values['params_file'], values['namespace'])
     if not cameras:
         raise ValueError('no cameras: set the cameras launch argument or "cameras" in '
                          f'{values["params_file"]}')

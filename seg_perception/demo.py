@@ -21,8 +21,6 @@ import json
 import logging
 import os
 import pathlib
-import signal
-import subprocess
 import sys
 import tempfile
 import time
@@ -77,52 +75,16 @@ def find_streams(camvid_frames: int, kitti_frames: int) -> list[Stream]:
     return streams
 
 
-def _param(value: Any) -> str:
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, (list, tuple)):
-        return '[' + ','.join(_param(v) for v in value) + ']'
-    return str(value)
-
-
-class NodeProcess:
-    """The road_segmentation executable as a subprocess, stopped with SIGINT."""
-
-    def __init__(self, namespace: str, params_file: pathlib.Path, params: dict[str, Any],
-                 log_path: pathlib.Path) -> None:
-        """Start the node (it becomes ready after loading and warming up the model)."""
-        cmd = [sys.executable, '-m', 'seg_perception.node', '--ros-args',
-               '--params-file', str(params_file), '-r', f'__ns:={namespace}']
-        for key, value in params.items():
-            cmd += ['-p', f'{key}:={_param(value)}']
-        self.log_path = log_path
-        self.log = open(log_path, 'w')  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env={**os.environ, 'PYTHONUNBUFFERED': '1'})
-
-    def stop(self, timeout: float = 30.0) -> int:
-        """SIGINT, wait, return the exit code (SIGKILL after ``timeout``)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-        return self.proc.returncode
-
-
 def extract_overlays(recorded: pathlib.Path, topic: str) -> list[np.ndarray]:
     """Overlay images (H, W, 3) uint8 RGB published by the node, in stamp order."""
-    from seg_perception.bag import io
+    from seg_perception.bag import bagfile
     from seg_perception.ros_image import decode_image
-    reader = io.BagReader(recorded)
+    reader = bagfile.BagReader(recorded)
     try:
         msgs = [reader.deserialize(raw, mt) for _, mt, _, raw in reader.messages({topic})]
     finally:
         reader.close()
-    msgs.sort(key=lambda m: io.stamp_ns(m.header))
+    msgs.sort(key=lambda m: bagfile.stamp_ns(m.header))
     return [decode_image(m) for m in msgs]
 
 
@@ -147,6 +109,7 @@ def run_stream(stream: Stream, model: pathlib.Path, params_file: pathlib.Path,
     from seg_perception.bag.live import LiveOptions, run_live
     from seg_perception.bag.make import MakeOptions, make_bag
     from seg_perception.image_io import write_rgb
+    from seg_perception.node_process import NodeProcess, ros_arguments
     from seg_perception.plots import contact_sheet
 
     ns = f'/demo/{stream.name}'
@@ -156,14 +119,15 @@ def run_stream(stream: Stream, model: pathlib.Path, params_file: pathlib.Path,
                                frame_id=f'{stream.name}_camera'))
     LOG.info('%s: %d frames from %s at %g Hz', stream.name, bag['frames'], stream.source, rate)
     dest = out / stream.name
-    node = NodeProcess(ns, params_file, {'model_path': str(model), 'publish_probability': True,
-                                         **stream.node_params},
-                       out / f'{stream.name}_node.log')
+    params = {'model_path': str(model), 'publish_probability': True, **stream.node_params}
+    node = NodeProcess([sys.executable, '-m', 'seg_perception.node'],
+                       ros_arguments([params_file], params, namespace=ns),
+                       name=f'{stream.name}_node', log_path=out / f'{stream.name}_node.log')
     try:
         doc = run_live(bag['path'], dest, LiveOptions(rate=1.0, timeout=180.0,
                                                       record_overlay=True))
     finally:
-        rc = node.stop()
+        rc = node.stop(raise_on_kill=False)
     if rc != 0:
         raise DemoError(f'the node exited with {rc}; see {node.log_path}')
     overlays = extract_overlays(dest / 'recorded', f'{ns}/road/overlay')
@@ -254,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
 
-    from seg_perception.bag.io import BagError
+    from seg_perception.bag.bagfile import BagError
     return run_cli(PROG, run, (DemoError, BagError, OSError))
 
 

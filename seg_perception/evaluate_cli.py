@@ -47,6 +47,7 @@ from seg_perception.cli_common import (
     run_cli,
     setup_logging,
 )
+from seg_perception.params import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
 
 PROG = 'seg_evaluate'
 LOG = logging.getLogger(PROG)
@@ -70,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--task', choices=['road', 'lane'], default='road',
                    help='KITTI ground truth: road (default) or ego lane')
     g = p.add_argument_group('inference (defaults: the model card)')
-    g.add_argument('--input-mode', choices=['fit', 'pad', 'resize'],
+    g.add_argument('--input-mode', choices=INPUT_MODES,
                    help='fit: scaled to the model input height, aspect kept; pad: full '
                         'resolution padded to a multiple of 32; resize: to the model size')
     g.add_argument('--input-size', type=int, nargs=2, metavar=('H', 'W'),
@@ -79,16 +80,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help='road threshold for labels, overlays, per-frame IoU and '
                         '*_at_threshold (MaxF scans all thresholds anyway)')
     g.add_argument('--precision', default='auto',
-                   choices=['auto', 'float32', 'bfloat16', 'float16'],
+                   choices=PRECISIONS,
                    help='backend keras: compute precision (auto: bfloat16 on CPUs with AMX or '
                         'AVX512-BF16, else float32)')
-    g.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'],
+    g.add_argument('--device', default='auto', choices=DEVICES,
                    help='backend keras: inference device')
-    g.add_argument('--backend', default='keras', choices=['keras', 'onnxruntime'],
+    g.add_argument('--backend', default='keras', choices=BACKENDS,
                    help='inference runtime (default keras; onnxruntime runs an .onnx export '
                         'and needs the onnxruntime package)')
-    g.add_argument('--providers', nargs='+', default=['tensorrt', 'cuda', 'cpu'],
-                   choices=['tensorrt', 'cuda', 'cpu'], metavar='EP',
+    g.add_argument('--providers', nargs='+', default=list(PROVIDERS), choices=PROVIDERS,
+                   metavar='EP',
                    help='onnxruntime execution providers in order of preference (default: '
                         'tensorrt cuda cpu; unavailable ones are skipped)')
     g.add_argument('--batch-size', type=int, default=4, help='frames per forward pass')
@@ -140,12 +141,19 @@ def check_args(args: argparse.Namespace) -> None:
     check_out_dir(args.out)
 
 
-def crf_params_from(args: argparse.Namespace) -> Any:
-    """A :class:`crf.CRFParams` when --crf / --crf-scale is given, else ``None``."""
-    if not (args.crf or args.crf_scale is not None):
-        return None
+def pipeline_from(args: argparse.Namespace) -> Any:
+    """The node's :class:`~seg_perception.pipeline.Pipeline` for these flags (imports
+    TensorFlow or onnxruntime).
+    """
     from seg_perception.crf import CRFParams
-    return CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
+    from seg_perception.pipeline import Pipeline
+    from seg_perception.segmenter import Segmenter
+    segmenter = Segmenter(args.model, device=args.device, input_mode=args.input_mode,
+                          input_size=args.input_size, precision=args.precision,
+                          backend=args.backend, providers=args.providers)
+    crf = CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
+    return Pipeline(segmenter, threshold=args.threshold, crf=crf,
+                    crf_enabled=args.crf or args.crf_scale is not None)
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -156,30 +164,21 @@ def evaluate(args: argparse.Namespace) -> int:
                               else {'require_gt': False} if args.dataset == 'camvid' else {})
     dataset = open_dataset(args.dataset, args.data_dir, args.split, **kwargs)
     # TensorFlow only now: the flags, the model file, --out and the split are fine.
-    from seg_perception.evaluation import EvalRun, dataset_frames, metrics_table
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.evaluation import EvalRun, dataset_frames
+    from seg_perception.report import ReportSpec, metrics_table
 
     total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
     if not dataset.has_ground_truth:
         LOG.warning('split %r has no ground truth: prediction-only mode (overlays, '
                     'probabilities and timings; no metrics)', args.split)
-    crf_params = crf_params_from(args)
-    segmenter = Segmenter(args.model, device=args.device, input_mode=args.input_mode,
-                          input_size=args.input_size, precision=args.precision,
-                          threshold=args.threshold, backend=args.backend,
-                          providers=args.providers)
-    run = EvalRun(segmenter, args.out, crf_params=crf_params,
-                  save_probabilities=args.save_probabilities, n_overlays=args.overlays,
-                  total=total, batch_size=args.batch_size)
+    pipeline = pipeline_from(args)
+    segmenter = pipeline.segmenter
+    run = EvalRun(pipeline, args.out, save_probabilities=args.save_probabilities,
+                  n_overlays=args.overlays, total=total, batch_size=args.batch_size)
+    summary = pipeline.summary()
+    summary.pop('threshold')
     info = {'model': str(args.model), 'dataset': args.dataset, 'data_dir': str(args.data_dir),
-            'split': args.split, 'frames_in_split': len(dataset),
-            'input_mode': segmenter.input_mode, 'input_size': list(segmenter.input_size),
-            'precision': segmenter.precision, 'device': segmenter.device,
-            'backend': segmenter.backend}
-    if segmenter.backend == 'onnxruntime':
-        info['providers'] = ', '.join(segmenter.providers)
-    if crf_params is not None:
-        info['crf_scale'] = float(getattr(crf_params, 'scale', 1.0))
+            'split': args.split, 'frames_in_split': len(dataset), **summary}
     LOG.info('evaluating %d frame(s) of %s %s with %s (%s, %s)', total, args.dataset,
              args.split, args.model, segmenter.input_mode, segmenter.precision)
     try:
@@ -189,15 +188,14 @@ def evaluate(args: argparse.Namespace) -> int:
         reason = 'interrupted' if isinstance(exc, KeyboardInterrupt) else str(exc)
         if not run.n_frames:
             raise
-        run.finish(info, summary_name='summary.md', partial=True, error=reason,
-                   title=f'{args.dataset} {args.split}: partial evaluation')
+        run.finish(ReportSpec(f'{args.dataset} {args.split}: partial evaluation'), info,
+                   partial=True, error=reason)
         if not isinstance(exc, _expected()):
             raise
         raise _Fail(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
                     f'{args.out})') from None
-    doc = run.finish(info, summary_name='summary.md',
-                     title=f'Evaluation of {pathlib.Path(args.model).name} on '
-                           f'{args.dataset} {args.split}')
+    doc = run.finish(ReportSpec(f'Evaluation of {pathlib.Path(args.model).name} on '
+                                f'{args.dataset} {args.split}'), info)
     if doc['ground_truth']:
         print(metrics_table(doc))
         if 'IoU_at_threshold' in doc:

@@ -1,30 +1,21 @@
-"""The one evaluation loop: a Segmenter (optionally + dense CRF) over frames -> metrics, reports.
+"""The one evaluation loop: the node's pipeline over frames -> metrics, reports.
 
 Shared by ``seg_evaluate`` (dataset splits), ``seg_bag eval`` (bag replay) and the trainer's
 validation, so their numbers agree by construction: every frame goes through
-:meth:`Segmenter.segment` (same preprocessing as the node), optional :func:`crf.refine`,
-then :class:`metrics.RoadEvaluator` (KITTI Road devkit metrics on uint8-quantised
-probabilities) and :func:`metrics.road_iou` (per-frame IoU at the model threshold).
+:meth:`Pipeline.run <seg_perception.pipeline.Pipeline.run>` (the node's preprocessing,
+optional CRF and labels), then :class:`metrics.RoadEvaluator` (KITTI Road devkit metrics on
+uint8-quantised probabilities) and :func:`metrics.road_iou` (per-frame IoU at the threshold).
 
-What :class:`EvalRun` can write into its output folder:
-
-    metrics.json       overall metrics at the top level (fractions in [0, 1]), per group
-                       (e.g. per topic) under ``groups_key``, timing, run settings
-    frames.csv         one row per frame: name, group, stamp, size, inference ms,
-                       road fraction, IoU (empty without ground truth)
-    summary.md         human-readable report (the file name is the caller's)
-    pr_curve.png       precision-recall curve(s)
-    overlays/<name>.png  a few colour overlays (evenly spread over the run)
-    prob/<name>.png    uint8 road probability (0..255) at input resolution; rescoring
-                       these with :class:`metrics.RoadEvaluator` reproduces metrics.json
+:class:`EvalRun` writes through :func:`seg_perception.report.write_report` (metrics.json with
+per-group metrics under ``groups_key``, frames.csv, the summary, pr_curve.png) plus
+``overlays/<name>.png`` (a few, spread over the run) and, when asked, ``prob/<name>.png``
+(uint8 road probability at input resolution; rescoring these with
+:class:`metrics.RoadEvaluator` reproduces metrics.json).
 """
 from __future__ import annotations
 
-import csv
 import dataclasses
-import json
 import logging
-import math
 import pathlib
 import re
 import sys
@@ -35,13 +26,21 @@ from typing import Any
 import numpy as np
 
 from seg_perception.metrics import RoadEvaluator, quantize_probability, road_iou
+from seg_perception.report import (
+    FrameRecord,
+    ReportSpec,
+    fmt,
+    metrics_table,
+    percentile_table,
+    percentiles,
+    settings_table,
+    write_report,
+)
 
 LOG = logging.getLogger(__name__)
 
 #: metric keys every metrics.json carries when ground truth was available
 REQUIRED_KEYS = ('MaxF', 'AvgPrec', 'PRE', 'REC', 'FPR', 'FNR', 'IoU', 'threshold', 'n_images')
-CSV_FIELDS = ('name', 'group', 'stamp_ns', 'width', 'height', 'inference_ms', 'road_fraction',
-              'iou')
 
 
 @dataclasses.dataclass
@@ -64,26 +63,6 @@ class Frame:
 
 
 @dataclasses.dataclass
-class FrameRecord:
-    """Per-frame numbers (one CSV row).
-
-    Attributes:
-        inference_ms: this frame's share of the batched ``segment`` call plus its CRF time.
-        road_fraction: fraction of pixels labelled road, in [0, 1].
-        iou: road IoU against the ground truth at the model threshold, ``None`` without it.
-    """
-
-    name: str
-    group: str
-    stamp_ns: int | None
-    width: int
-    height: int
-    inference_ms: float
-    road_fraction: float
-    iou: float | None
-
-
-@dataclasses.dataclass
 class FrameResult:
     """A processed frame: the input, (H, W) float32 probability, (H, W) uint8 labels, record."""
 
@@ -98,17 +77,6 @@ def safe_name(name: str) -> str:
     return re.sub(r'[^A-Za-z0-9._-]+', '_', name).strip('_') or 'frame'
 
 
-def percentiles(values: Sequence[float]) -> dict[str, float]:
-    """Statistics mean / p50 / p90 / p95 / p99 / max of ``values`` (empty -> empty dict)."""
-    if not len(values):
-        return {}
-    v = np.asarray(values, np.float64)
-    out = {'mean': float(v.mean())}
-    out.update({f'p{q}': float(np.percentile(v, q)) for q in (50, 90, 95, 99)})
-    out['max'] = float(v.max())
-    return out
-
-
 def dataset_frames(dataset: Sequence[Any], limit: int | None = None) -> Iterator[Frame]:
     """Frames of a :class:`datasets.RoadDataset`, decoded lazily (first ``limit`` only)."""
     n = len(dataset) if limit is None else min(int(limit), len(dataset))
@@ -118,27 +86,26 @@ def dataset_frames(dataset: Sequence[Any], limit: int | None = None) -> Iterator
 
 
 class EvalRun:
-    """Runs frames through a Segmenter in batches and accumulates metrics and outputs.
+    """Runs frames through the pipeline in batches and accumulates metrics and outputs.
 
     Args:
-        segmenter: a :class:`seg_perception.segmenter.Segmenter`.
+        pipeline: a :class:`seg_perception.pipeline.Pipeline` (its threshold and CRF
+            setting apply).
         out_dir: where outputs go; ``None`` = metrics only (nothing written).
-        crf_params: a :class:`seg_perception.crf.CRFParams` to refine probabilities, or None.
         save_probabilities: write ``prob/<name>.png`` (uint8 0..255) per frame.
         n_overlays: number of overlay PNGs to write (spread evenly when ``total`` is known).
         total: expected number of frames (progress bar and overlay spacing), if known.
         batch_size: frames per ``segment`` call.
     """
 
-    def __init__(self, segmenter: Any, out_dir: str | pathlib.Path | None = None,
-                 crf_params: Any = None, save_probabilities: bool = False,
+    def __init__(self, pipeline: Any, out_dir: str | pathlib.Path | None = None,
+                 save_probabilities: bool = False,
                  n_overlays: int = 0, total: int | None = None, batch_size: int = 4) -> None:
         """Prepare accumulators and output folders."""
         if batch_size < 1:
             raise ValueError(f'batch size must be >= 1, got {batch_size}')
-        self.segmenter = segmenter
+        self.pipeline = pipeline
         self.out_dir = pathlib.Path(out_dir) if out_dir is not None else None
-        self.crf_params = crf_params
         self.save_probabilities = bool(save_probabilities) and self.out_dir is not None
         self.n_overlays = int(n_overlays) if self.out_dir is not None else 0
         self.total = total
@@ -175,25 +142,13 @@ class EvalRun:
                 raise ValueError(f'{f.name}: ground truth {f.target.shape[1]}x'
                                  f'{f.target.shape[0]} does not match image '
                                  f'{f.image.shape[1]}x{f.image.shape[0]}')
-        # multi-class models: the CRF refines all class probabilities (as the node does)
-        multi = self.crf_params is not None and self.segmenter.num_classes > 2
         t0 = time.perf_counter()
-        segs = self.segmenter.segment([f.image for f in frames], class_probabilities=multi)
+        outputs = self.pipeline.run([f.image for f in frames])
         if not self.records:
             self._first_batch = len(frames)
-        share_ms = (time.perf_counter() - t0) * 1e3 / len(frames)
-        results = []
-        for f, seg in zip(frames, segs):
-            prob, labels, extra_ms = seg.probability, seg.labels, 0.0
-            if self.crf_params is not None:
-                prob, labels, extra_ms = self._refine(f.image, seg)
-            results.append(self._score(f, prob, labels, share_ms + extra_ms))
-        return results
-
-    def _refine(self, image: np.ndarray, seg: Any) -> tuple[np.ndarray, np.ndarray, float]:
-        t0 = time.perf_counter()
-        self.segmenter.refine_with_crf(image, seg, self.crf_params)
-        return seg.probability, seg.labels, (time.perf_counter() - t0) * 1e3
+        share_ms = (time.perf_counter() - t0) * 1e3 / len(frames)  # segment + CRF
+        return [self._score(f, o.probability, o.labels, share_ms)
+                for f, o in zip(frames, outputs)]
 
     def _score(self, frame: Frame, prob: np.ndarray, labels: np.ndarray,
                ms: float) -> FrameResult:
@@ -203,9 +158,9 @@ class EvalRun:
             q = quantize_probability(prob)
             self.evaluator.update(q, frame.target)
             self.groups.setdefault(frame.group, RoadEvaluator()).update(q, frame.target)
-            iou = road_iou(labels, frame.target, self.segmenter.road_class)
+            iou = road_iou(labels, frame.target, self.pipeline.road_class)
         self.group_frames[frame.group] = self.group_frames.get(frame.group, 0) + 1
-        road = float(np.mean(labels == self.segmenter.road_class))
+        road = float(np.mean(labels == self.pipeline.road_class))
         record = FrameRecord(frame.name, frame.group, frame.stamp_ns, int(prob.shape[1]),
                              int(prob.shape[0]), round(ms, 3), road, iou)
         self.records.append(record)
@@ -219,7 +174,7 @@ class EvalRun:
                 from seg_perception import image_io, render
                 path = self.out_dir / 'overlays' / f'{fname}.png'
                 image_io.write_rgb(path, render.overlay(frame.image, labels,
-                                                        self.segmenter.card.palette))
+                                                        self.pipeline.card.palette))
                 self.overlay_files.append(path)
         return FrameResult(frame, prob, labels, record)
 
@@ -279,14 +234,14 @@ class EvalRun:
 
         An ``{'error': ...}`` entry replaces them when undefined (no ground truth / no road).
         """
-        return _result(self.evaluator, self.segmenter.threshold)
+        return _result(self.evaluator, self.pipeline.threshold)
 
     def group_metrics(self) -> dict[str, dict[str, Any]]:
         """Metrics per group, for every group seen (frames without ground truth included)."""
         out = {}
         for g, n in self.group_frames.items():
             ev = self.groups.get(g)
-            res = _result(ev, self.segmenter.threshold) if ev else {
+            res = _result(ev, self.pipeline.threshold) if ev else {
                 'error': 'no ground truth', 'n_images': 0}
             out[g] = {**res, 'frames': n}
         return out
@@ -298,26 +253,20 @@ class EvalRun:
         warm = self._first_batch if len(self.records) > self._first_batch else 0
         return percentiles([r.inference_ms for r in self.records[warm:]])
 
-    def finish(self, run_info: dict[str, Any] | None = None, groups_key: str | None = None,
-               summary_name: str = 'summary.md', title: str = 'Road segmentation evaluation',
-               partial: bool = False, error: str | None = None,
-               extra: dict[str, Any] | None = None, group_label: str = 'group',
+    def finish(self, spec: ReportSpec, run_info: dict[str, Any] | None = None,
+               groups_key: str | None = None, partial: bool = False,
+               error: str | None = None, extra: dict[str, Any] | None = None,
                ) -> dict[str, Any]:
-        """Write metrics.json, frames.csv, the PR curve and the markdown summary.
+        """The metrics.json document; with an output folder, the report is written too.
 
         Args:
+            spec: title, summary file name and group label of the report.
             run_info: settings to record (model, dataset, input mode ...).
             groups_key: key for per-group metrics in metrics.json (e.g. ``'topics'``);
-                ``None`` = do not write per-group metrics.
-            summary_name: markdown file name (``summary.md``, ``report.md``).
-            title: heading of the markdown file.
+                ``None`` = no per-group metrics.
             partial: the run stopped early (interrupted or an input error).
             error: why it stopped, if it did.
             extra: more top-level entries for metrics.json.
-            group_label: what a group is, for the CSV header and the summary (``'topic'``).
-
-        Returns:
-            The metrics.json content.
         """
         overall = self.metrics()
         doc: dict[str, Any] = {k: v for k, v in overall.items() if k != 'error'}
@@ -330,26 +279,17 @@ class EvalRun:
         if groups_key:
             doc[groups_key] = groups
         doc['inference_ms'] = self.timing()
-        doc['run'] = {**(run_info or {}), 'crf': self.crf_params is not None,
+        doc['run'] = {**(run_info or {}), 'crf': self.pipeline.crf_enabled,
                       'batch_size': self.batch_size,
-                      'model_threshold': float(self.segmenter.threshold)}
+                      'model_threshold': float(self.pipeline.threshold)}
         doc['partial'] = bool(partial)
         if error:
             doc['error'] = error
         doc.update(extra or {})
-        if self.out_dir is None:
-            return doc
-        self._write_csv(self.out_dir / 'frames.csv', group_label)
-        curves = self._curves(groups)
-        if curves:
-            try:
-                from seg_perception import plots
-                plots.save_pr_curve(curves, self.out_dir / 'pr_curve.png', title=title)
-            except Exception as exc:  # noqa: BLE001 - a missing picture must not lose metrics
-                LOG.warning('could not draw the PR curve: %s', exc)
-        (self.out_dir / 'metrics.json').write_text(json.dumps(to_jsonable(doc), indent=2) + '\n')
-        (self.out_dir / summary_name).write_text(
-            self._markdown(doc, groups, title, bool(curves), group_label))
+        if self.out_dir is not None:
+            write_report(self.out_dir, spec, doc, self.records,
+                         self._sections(doc, groups, spec.group_label),
+                         self._curves(groups), self.overlay_files)
         return doc
 
     def _curves(self, groups: dict[str, Any]) -> list[tuple[str, dict[str, np.ndarray]]]:
@@ -361,56 +301,32 @@ class EvalRun:
             return [(scored[0][0] if scored else '', self.evaluator.curves())]
         return [(g, ev.curves()) for g, ev in scored] + [('all', self.evaluator.curves())]
 
-    def _write_csv(self, path: pathlib.Path, group_label: str) -> None:
-        with path.open('w', newline='') as f:
-            w = csv.writer(f)
-            w.writerow([group_label if c == 'group' else c for c in CSV_FIELDS])
-            for r in self.records:
-                w.writerow([r.name, r.group, '' if r.stamp_ns is None else r.stamp_ns, r.width,
-                            r.height, f'{r.inference_ms:.3f}', f'{r.road_fraction:.6f}',
-                            '' if r.iou is None else f'{r.iou:.6f}'])
-
-    def _markdown(self, doc: dict[str, Any], groups: dict[str, Any], title: str,
-                  has_curve: bool, group_label: str) -> str:
-        lines = [f'# {title}', '']
-        if doc.get('partial'):
-            lines += [f'**Partial results**: stopped after {doc["frames"]} frame(s)'
-                      + (f' ({doc["error"]}).' if doc.get('error') else '.'), '']
-        run = doc.get('run', {})
-        lines += ['| setting | value |', '|---|---|']
-        lines += [f'| {k} | {_fmt(v)} |' for k, v in run.items()]
-        lines += ['', f'Frames processed: {doc["frames"]}; with ground truth: '
-                      f'{self.evaluator.n_images}.', '']
+    def _sections(self, doc: dict[str, Any], groups: dict[str, Any],
+                  group_label: str) -> list[str]:
+        blocks = ['\n'.join(settings_table(doc.get('run', {}))),
+                  f'Frames processed: {doc["frames"]}; with ground truth: '
+                  f'{self.evaluator.n_images}.']
         if doc['ground_truth']:
-            lines += ['## Metrics (KITTI Road devkit, fractions)', '', metrics_table(doc), '']
+            metrics = ['## Metrics (KITTI Road devkit, fractions)', '', metrics_table(doc)]
             if 'IoU_at_threshold' in doc:
-                lines += [f'At the model threshold {doc["threshold_fixed"]:.3f}: '
-                          f'F {doc["F_at_threshold"]:.4f}, IoU {doc["IoU_at_threshold"]:.4f}.',
-                          '']
+                metrics += ['', f'At the model threshold {doc["threshold_fixed"]:.3f}: '
+                            f'F {doc["F_at_threshold"]:.4f}, IoU {doc["IoU_at_threshold"]:.4f}.']
+            blocks.append('\n'.join(metrics))
         else:
-            lines += [f'No metrics: {doc.get("metrics_error", "no ground truth")}.', '']
+            blocks.append(f'No metrics: {doc.get("metrics_error", "no ground truth")}.')
         if len(groups) > 1 or (groups and next(iter(groups))):
-            lines += [f'## Per {group_label}', '',
-                      f'| {group_label} | frames | MaxF | AvgPrec | IoU |',
-                      '|---|---|---|---|---|']
+            rows = [f'## Per {group_label}', '', f'| {group_label} | frames | MaxF | AvgPrec | '
+                    'IoU |', '|---|---|---|---|---|']
             for g, m in groups.items():
-                cells = [_fmt(m.get(k)) if k in m else '-' for k in ('MaxF', 'AvgPrec', 'IoU')]
-                lines.append(f'| {g} | {m["frames"]} | ' + ' | '.join(cells) + ' |')
-            lines.append('')
-        t = doc.get('inference_ms') or {}
-        if t:
-            lines += ['## Inference time per frame (ms)', '',
-                      'Excluding the first batch (graph tracing) when there are more.', '',
-                      '| mean | p50 | p95 | max |', '|---|---|---|---|',
-                      f'| {t["mean"]:.1f} | {t["p50"]:.1f} | {t["p95"]:.1f} | {t["max"]:.1f} |',
-                      '']
-        if has_curve:
-            lines += ['## Precision-recall', '', '![PR curve](pr_curve.png)', '']
-        if self.overlay_files:
-            lines += ['## Overlays', '']
-            lines += [f'![{p.stem}](overlays/{p.name})' for p in self.overlay_files]
-            lines.append('')
-        return '\n'.join(lines)
+                cells = [fmt(m.get(k)) if k in m else '-' for k in ('MaxF', 'AvgPrec', 'IoU')]
+                rows.append(f'| {g} | {m["frames"]} | ' + ' | '.join(cells) + ' |')
+            blocks.append('\n'.join(rows))
+        if doc.get('inference_ms'):
+            blocks.append('\n'.join(['## Inference time per frame (ms)', '',
+                                     'Excluding the first batch (graph tracing) when there '
+                                     'are more.', '',
+                                     *percentile_table({'pipeline': doc['inference_ms']})]))
+        return blocks
 
 
 def _result(evaluator: RoadEvaluator, threshold: float) -> dict[str, Any]:
@@ -422,46 +338,14 @@ def _result(evaluator: RoadEvaluator, threshold: float) -> dict[str, Any]:
         return {'error': str(exc), 'n_images': int(evaluator.n_images)}
 
 
-def metrics_table(m: dict[str, Any]) -> str:
-    """The headline metrics as a markdown table (fractions with 4 decimals)."""
-    keys = ['MaxF', 'AvgPrec', 'PRE', 'REC', 'FPR', 'FNR', 'IoU', 'accuracy', 'threshold',
-            'n_images']
-    keys = [k for k in keys if k in m]
-    return '\n'.join(['| ' + ' | '.join(keys) + ' |', '|' + '---|' * len(keys),
-                      '| ' + ' | '.join(_fmt(m[k]) for k in keys) + ' |'])
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, float):
-        return f'{v:.4f}'
-    if isinstance(v, (list, tuple)):
-        return ' '.join(str(x) for x in v)
-    return str(v)
-
-
-def to_jsonable(v: Any) -> Any:
-    """``v`` with numpy scalars, paths and non-finite floats made JSON-friendly."""
-    if isinstance(v, dict):
-        return {str(k): to_jsonable(x) for k, x in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [to_jsonable(x) for x in v]
-    if isinstance(v, np.generic):
-        v = v.item()
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, pathlib.Path):
-        return str(v)
-    return v
-
-
-def evaluate_model(segmenter: Any, dataset: Sequence[Any], batch_size: int = 4,
+def evaluate_model(pipeline: Any, dataset: Sequence[Any], batch_size: int = 4,
                    ) -> dict[str, Any]:
-    """KITTI-style metrics of ``segmenter`` on every frame of ``dataset`` (no files written).
+    """KITTI-style metrics of ``pipeline`` on every frame of ``dataset`` (no files written).
 
     Raises:
         ValueError: metrics are undefined (no ground truth / no road pixels).
     """
-    run = EvalRun(segmenter, batch_size=batch_size, total=len(dataset))
+    run = EvalRun(pipeline, batch_size=batch_size, total=len(dataset))
     for _ in run.iterate(dataset_frames(dataset), progress=False):
         pass
-    return run.evaluator.result(threshold=segmenter.threshold)
+    return run.evaluator.result(threshold=pipeline.threshold)

@@ -72,7 +72,6 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
     """Keras vs export on real frames at the card geometry: max |dp| and label agreement."""
     import numpy as np
 
-    from seg_perception import preprocess
     from seg_perception.image_io import read_rgb
     from seg_perception.segmenter import Segmenter
 
@@ -85,7 +84,7 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
         other = Segmenter(exported, backend='onnxruntime', providers=('cpu',))
 
         def run_export(batch: np.ndarray) -> np.ndarray:
-            return other.forward_batch(batch)
+            return other.forward(batch, False)[0]
     else:
         import tensorflow as tf
         serve = tf.saved_model.load(str(exported)).signatures['serve']
@@ -94,13 +93,12 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
             probs = serve(image=tf.constant(batch))['probabilities'].numpy()
             return probs[..., keras_seg.road_class]
     max_diff, agree, pixels = 0.0, 0, 0
+    thr = keras_seg.card.threshold
     for f in files:
-        batch, _ = preprocess.prepare_batch([read_rgb(f)], keras_seg.input_mode,
-                                            keras_seg.input_size)
-        a = keras_seg.forward_batch(batch)
+        batch, _ = keras_seg.prepare([read_rgb(f)])
+        a = keras_seg.forward(batch, False)[0]
         b = run_export(batch)
         max_diff = max(max_diff, float(np.abs(a - b).max()))
-        thr = keras_seg.threshold
         agree += int(((a >= thr) == (b >= thr)).sum())
         pixels += a.size
     return {'frames': len(files), 'frames_dir': str(frames_dir),

@@ -24,14 +24,14 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-PACKAGE = 'seg_perception'
+from seg_perception.params import DEVICES, NODE_NAME, PACKAGE, ConfigError, load_params_file
+
 EXECUTABLE = 'road_segmentation'
-NODE_NAME = 'road_segmentation'
 RVIZ_PACKAGE = 'rviz2'
 RVIZ_EXECUTABLE = 'rviz2'
 BOOL_CHOICES = ('true', 'false')
 OPTIONAL_BOOL_CHOICES = ('', 'true', 'false')
-DEVICE_CHOICES = ('', 'auto', 'cpu', 'gpu')
+DEVICE_CHOICES = ('', *DEVICES)  # '' = the params file's
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
 START_FAILURE_MARK = 'cannot start: '  # the node's one-line reason (see node.py)
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
@@ -92,16 +92,16 @@ def common_overrides(values: dict[str, str]) -> dict[str, Any]:
     return overrides
 
 
-def cameras_from_params_file(path: str) -> list[str]:
-    """The ``cameras`` parameter of the first node section in a ROS 2 params YAML."""
-    import yaml
-
-    data = yaml.safe_load(pathlib.Path(path).read_text()) or {}
-    for section in data.values():
-        params = (section or {}).get('ros__parameters', {}) if isinstance(section, dict) else {}
-        if 'cameras' in params:
-            return [str(c) for c in params['cameras']]
-    return []
+def cameras_from_params_file(path: str, namespace: str = '') -> list[str]:
+    """The ``cameras`` parameter a ROS 2 params YAML gives the node in ``namespace`` (read as
+    the node reads it, :func:`seg_perception.params.load_params_file`); [] when not set.
+    """
+    ns = '/'.join(p for p in namespace.split('/') if p)
+    try:
+        values = load_params_file(path, f'/{ns}/{NODE_NAME}' if ns else f'/{NODE_NAME}')
+    except ConfigError:
+        return []
+    return [str(c) for c in values.get('cameras') or []]
 
 
 def start_failure_reason(lines: Sequence[str]) -> str | None:

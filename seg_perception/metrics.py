@@ -50,12 +50,6 @@ class RoadEvaluator:
         self.nonroad_hist += np.bincount(q[target == 0], minlength=N_THRESHOLDS)
         self.n_images += 1
 
-    def merge(self, other: 'RoadEvaluator') -> None:
-        """Add another evaluator's counts (e.g. per-topic into overall)."""
-        self.road_hist += other.road_hist
-        self.nonroad_hist += other.nonroad_hist
-        self.n_images += other.n_images
-
     def curves(self) -> dict[str, np.ndarray]:
         """Per-threshold counts and rates (arrays of 256, index k = threshold k/255)."""
         pos = int(self.road_hist.sum())

@@ -23,6 +23,7 @@ import keras
 import numpy as np
 
 from seg_perception.model import CAFFE_MEAN_BGR, ModelSpec, build_fcn8s
+from seg_perception.params import INPUT_MODES
 from seg_perception.preprocess import STRIDE
 
 FORMAT = 'seg_perception.fcn8s'
@@ -92,8 +93,8 @@ class ModelCard:
         if (len(self.input_size) != 2 or any(int(s) % STRIDE or int(s) < STRIDE
                                               for s in self.input_size)):
             raise ValueError(f'input_size must be 2 multiples of {STRIDE}, got {self.input_size}')
-        if self.input_mode not in ('fit', 'pad', 'resize'):
-            raise ValueError(f"input_mode must be 'fit', 'pad' or 'resize', got "
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f"input_mode must be one of {INPUT_MODES}, got "
                              f"{self.input_mode!r}")
         if not 0.0 <= float(self.threshold) <= 1.0:
             raise ValueError(f'threshold must be in [0, 1], got {self.threshold}')

@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from seg_perception import params
+
 LOG = logging.getLogger(__name__)
-PROVIDERS = {'tensorrt': 'TensorrtExecutionProvider', 'cuda': 'CUDAExecutionProvider',
-             'cpu': 'CPUExecutionProvider'}
-DEFAULT_PROVIDERS = ('tensorrt', 'cuda', 'cpu')
+#: short name (the ``providers`` parameter's choices, in default order) -> ONNX Runtime name
+PROVIDERS = dict(zip(params.PROVIDERS, ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
+                                        'CPUExecutionProvider')))
 
 
 INSTALL_HINT = ('backend onnxruntime needs the onnxruntime package: pip install '
@@ -85,7 +87,7 @@ class OrtForward:
         providers: the providers the session uses, in order.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] = DEFAULT_PROVIDERS,
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] = params.PROVIDERS,
                  road_class: int | None = None, threads: int | None = None) -> None:
         """Create the inference session (falling back along ``providers``)."""
         ort = _import_ort()

@@ -50,3 +50,24 @@ def use_large_image_profile() -> str | None:
         return None
     os.environ['FASTDDS_DEFAULT_PROFILES_FILE'] = str(profile)
     return str(profile)
+
+
+PUBLICATION_MODE_VARIABLE = 'RMW_FASTRTPS_PUBLICATION_MODE'
+
+
+def use_async_publication() -> str | None:
+    """Let Fast DDS send outgoing samples from its own thread (``ASYNCHRONOUS`` publication
+    mode; call before ``rclpy.init``): ``publish`` then returns once the sample is
+    serialised into the writer's history, and the worker thread does not wait for the
+    shared-memory/UDP delivery of every label and overlay. Kept when the variable is
+    already set, or another RMW is selected.
+
+    Returns:
+        The mode set, or ``None`` if nothing was changed.
+    """
+    if os.environ.get(PUBLICATION_MODE_VARIABLE):
+        return None
+    if os.environ.get('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp') != 'rmw_fastrtps_cpp':
+        return None
+    os.environ[PUBLICATION_MODE_VARIABLE] = 'ASYNCHRONOUS'
+    return 'ASYNCHRONOUS'

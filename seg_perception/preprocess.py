@@ -18,7 +18,8 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-MODES = ('fit', 'pad', 'resize')
+from seg_perception.params import INPUT_MODES
+
 STRIDE = 32              # model input sides must be multiples of this (FCN-8s output stride)
 MIN_SIDE = 8            # smaller frames are rejected: nothing meaningful to segment
 MAX_PIXELS = 40_000_000  # bigger frames are rejected (about 8k x 5k)
@@ -34,7 +35,7 @@ class FrameGeometry:
 
     Attributes:
         height, width: original frame size in pixels.
-        mode: one of :data:`MODES`.
+        mode: one of :data:`INPUT_MODES`.
         inner_height, inner_width: size of the frame content inside the batch slot
             (original size for pad, model size for resize, scaled size for fit).
     """
@@ -68,18 +69,19 @@ def check_frame(image: np.ndarray) -> None:
 
 def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
                   size: tuple[int, int] | None = None,
-                  bgr: bool | Sequence[bool] = False,
+                  bgr: bool | Sequence[bool] = False, check: bool = True,
                   ) -> tuple[np.ndarray, list[FrameGeometry]]:
     """Place frames of any sizes into one uint8 batch the model accepts.
 
     Args:
         images: frames, each (H_i, W_i, 3) uint8 RGB (or BGR, see ``bgr``).
-        mode: one of :data:`MODES`.
+        mode: one of :data:`INPUT_MODES`.
         size: (height, width) of the model input for ``'resize'`` (multiples of 32); for
             ``'fit'`` only the height is used.
         bgr: the frames (one flag for all, or one per frame) are BGR (a bgr8 camera or a
             decoded JPEG/PNG); they are converted to the model's RGB inside the batch, after
             scaling (so a frame is never converted at full resolution in fit/resize mode).
+        check: run :func:`check_frame` on every frame (off when the caller already did).
 
     Returns:
         ``(batch, geometries)``: batch is (N, Hb, Wb, 3) uint8 with Hb, Wb multiples of 32
@@ -90,12 +92,13 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
     Raises:
         InputError: a frame is not usable, or the mode/size is invalid.
     """
-    if mode not in MODES:
-        raise InputError(f'mode must be one of {MODES}, got {mode!r}')
+    if mode not in INPUT_MODES:
+        raise InputError(f'mode must be one of {INPUT_MODES}, got {mode!r}')
     if not images:
         raise InputError('empty batch')
-    for image in images:
-        check_frame(image)
+    if check:
+        for image in images:
+            check_frame(image)
     if mode in ('resize', 'fit'):
         if size is None or size[0] % STRIDE or size[1] % STRIDE or min(size) < STRIDE:
             raise InputError(f'{mode} mode needs a size that is a multiple of {STRIDE}, '

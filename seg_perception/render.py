@@ -53,20 +53,6 @@ def palette_lut(palette: Sequence[Sequence[int]]) -> np.ndarray:
     return lut
 
 
-def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
-    """Colour image of a label image.
-
-    Args:
-        labels: (H, W) uint8 class ids.
-        palette: one RGB colour (0..255) per class id; ids beyond it are drawn black.
-
-    Returns:
-        (H, W, 3) uint8 RGB, ``palette[labels]``.
-    """
-    _check_labels(labels)
-    return palette_lut(palette)[labels]
-
-
 def overlay(image: np.ndarray, labels: np.ndarray, palette: Sequence[Sequence[int]],
             alpha: float = 0.5, classes: Sequence[int] | None = None,
             out: np.ndarray | None = None) -> np.ndarray:

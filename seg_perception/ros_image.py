@@ -27,6 +27,7 @@ from seg_perception.preprocess import MAX_PIXELS
 REASONS = ('encoding', 'size', 'step', 'truncated', 'too_large', 'compressed')
 
 SUPPORTED_ENCODINGS = tuple(sorted(ENCODINGMAP))
+MONO8_ENCODINGS = ('mono8', '8UC1')  # what decode_mono8 reads
 _NV = (Format.YUV_NV12, Format.YUV_NV21)
 _YUV422 = (Format.YUV_UYVY, Format.YUV_YUYV)
 _BAYER = (Format.BAYER_RG, Format.BAYER_BG, Format.BAYER_GB, Format.BAYER_GR)
@@ -111,14 +112,40 @@ def _decode_raw(msg: Any, keep_bgr: bool = False) -> np.ndarray:
             f'unsupported encoding {encoding!r} (supported: {", ".join(SUPPORTED_ENCODINGS)})',
             'encoding')
     depth, fmt, typestr, channels = info
+    itemsize = depth // 8
+    view = _rows(msg, encoding, itemsize * channels, fmt)
+    rows, width = view.shape[0], int(msg.width)
+    code = CONVERSIONS.get((fmt, Format.RGB))
+    if fmt != Format.RGB and code is None:  # pragma: no cover - all ENCODINGMAP formats have one
+        raise ImageDecodeError(f'no RGB conversion for {encoding!r}', 'encoding')
+    if itemsize == 2:
+        view = view.view('>u2' if msg.is_bigendian else '<u2')
+        if fmt in _BAYER:  # demosaic at full depth, then reduce (more accurate)
+            rgb16 = cv2.cvtColor(view.astype(np.uint16), code)
+            return (rgb16 >> 8).astype(np.uint8)
+        view = (view >> 8).astype(np.uint8)  # 16 -> 8 bit, native order (one copy)
+    elif typestr != 'uint8':  # pragma: no cover - ENCODINGMAP holds 8 and 16 bit only
+        raise ImageDecodeError(f'unsupported sample type {typestr}', 'encoding')
+    if channels > 1:
+        view = view.reshape(rows, width, channels)
+    if fmt == Format.RGB or (keep_bgr and fmt == Format.BGR and itemsize == 1):
+        return view
+    return cv2.cvtColor(view, code)
+
+
+def _rows(msg: Any, encoding: str, pixel_bytes: int, fmt: Format | None) -> np.ndarray:
+    """Validated (rows, width * pixel_bytes) uint8 view of ``msg.data`` (row stride ``step``).
+
+    Raises:
+        ImageDecodeError: zero or too large size, ``step`` below a row, truncated data.
+    """
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     if height <= 0 or width <= 0:
         raise ImageDecodeError(f'image has zero size ({width}x{height})', 'size')
     if height * width > MAX_PIXELS:
         raise ImageDecodeError(f'image {width}x{height} is too large (maximum {MAX_PIXELS} '
                                'pixels)', 'too_large')
-    itemsize = depth // 8
-    row_bytes = width * itemsize * channels
+    row_bytes = width * pixel_bytes
     if step < row_bytes:
         raise ImageDecodeError(f'step {step} is smaller than one row of {width} {encoding} '
                                f'pixels ({row_bytes} bytes)', 'step')
@@ -136,23 +163,25 @@ def _decode_raw(msg: Any, keep_bgr: bool = False) -> np.ndarray:
         raise ImageDecodeError(f'truncated data: {data.size} bytes, {encoding} {width}x{height} '
                                f'with step {step} needs {needed}', 'truncated')
     # Row-padded view of the buffer (no copy): (rows, row_bytes) with row stride `step`.
-    view = data[:needed].reshape(rows, step)[:, :row_bytes]
-    code = CONVERSIONS.get((fmt, Format.RGB))
-    if fmt != Format.RGB and code is None:  # pragma: no cover - all ENCODINGMAP formats have one
-        raise ImageDecodeError(f'no RGB conversion for {encoding!r}', 'encoding')
-    if itemsize == 2:
-        view = view.view('>u2' if msg.is_bigendian else '<u2')
-        if fmt in _BAYER:  # demosaic at full depth, then reduce (more accurate)
-            rgb16 = cv2.cvtColor(view.astype(np.uint16), code)
-            return (rgb16 >> 8).astype(np.uint8)
-        view = (view >> 8).astype(np.uint8)  # 16 -> 8 bit, native order (one copy)
-    elif typestr != 'uint8':  # pragma: no cover - ENCODINGMAP holds 8 and 16 bit only
-        raise ImageDecodeError(f'unsupported sample type {typestr}', 'encoding')
-    if channels > 1:
-        view = view.reshape(rows, width, channels)
-    if fmt == Format.RGB or (keep_bgr and fmt == Format.BGR and itemsize == 1):
-        return view
-    return cv2.cvtColor(view, code)
+    return data[:needed].reshape(rows, step)[:, :row_bytes]
+
+
+def decode_mono8(msg: Any) -> np.ndarray:
+    """The values of a one-channel 8-bit Image (``mono8`` or ``8UC1``: label, ground-truth
+    and probability images), without a colour conversion.
+
+    Returns:
+        (H, W) uint8, a view of ``msg.data`` (rows may be strided when ``step`` has padding).
+
+    Raises:
+        ImageDecodeError: another encoding, or as :func:`decode_image` (zero or too large
+            size, ``step`` smaller than a row, truncated data).
+    """
+    encoding = str(msg.encoding)
+    if encoding not in MONO8_ENCODINGS:
+        raise ImageDecodeError(f'expected a mono8 label image, got encoding {encoding!r}',
+                               'encoding')
+    return _rows(msg, encoding, 1, None)
 
 
 def _compressed_size(data: np.ndarray) -> tuple[int, int] | None:

@@ -1,7 +1,10 @@
 """Segmenter: load a model once, run compiled batched inference on frames of any size.
 
-Used by the node, the evaluator and bag replay, so all of them run the same model, the same
-preprocessing (:mod:`seg_perception.preprocess`) and the same post-processing.
+Frames in, probabilities out: :meth:`Segmenter.segment` = :meth:`~Segmenter.prepare`
+(:mod:`seg_perception.preprocess`) -> :meth:`~Segmenter.forward` (the compiled model, one
+host transfer) -> :meth:`~Segmenter.postprocess` (back to each frame's resolution). Labels,
+the CRF and overlays are :mod:`seg_perception.pipeline`'s, which the node, the evaluator and
+bag replay share.
 """
 from __future__ import annotations
 
@@ -19,27 +22,24 @@ import numpy as np
 from seg_perception import preprocess
 from seg_perception.model import fold_batch_norm
 from seg_perception.model_io import ModelCard, load_model
-from seg_perception.ort_backend import DEFAULT_PROVIDERS, PROVIDERS
+from seg_perception.ort_backend import PROVIDERS as ORT_PROVIDER_NAMES
+from seg_perception.params import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
 
 LOG = logging.getLogger(__name__)
-DEVICES = ('auto', 'cpu', 'gpu')
-BACKENDS = ('keras', 'onnxruntime')
-PRECISIONS = {'auto': None, 'float32': None, 'bfloat16': 'mixed_bfloat16',
-              'float16': 'mixed_float16'}
+DTYPE_POLICY = {'bfloat16': 'mixed_bfloat16', 'float16': 'mixed_float16'}  # else float32
 
 
 @dataclasses.dataclass
-class Segmentation:
+class Probabilities:
     """Result for one frame, at the frame's own resolution.
 
     Attributes:
         probability: (H, W) float32 road probability in [0, 1].
-        labels: (H, W) uint8 class ids (binary: 1 where probability >= threshold).
-        class_probabilities: (H, W, C) float32 softmax, only when requested.
+        class_probabilities: (H, W, C) float32 softmax (multi-class models always; binary
+            ones when requested).
     """
 
     probability: np.ndarray
-    labels: np.ndarray
     class_probabilities: np.ndarray | None = None
 
 
@@ -94,7 +94,7 @@ def resolve_device(device: str) -> str:
 def resolve_precision(precision: str, device: str) -> str:
     """Map ``'auto'`` to bfloat16 on bf16-capable CPUs and float32 elsewhere."""
     if precision not in PRECISIONS:
-        raise ValueError(f'precision must be one of {sorted(PRECISIONS)}, got {precision!r}')
+        raise ValueError(f'precision must be one of {list(PRECISIONS)}, got {precision!r}')
     if precision == 'auto':
         return 'bfloat16' if device == 'cpu' and cpu_has_bf16() else 'float32'
     return precision
@@ -110,7 +110,6 @@ class Segmenter:
         input_size: (height, width) for resize mode; ``None`` = the card's ``input_size``.
         precision: ``'float32'``, ``'bfloat16'``, ``'float16'`` or ``'auto'`` (bfloat16 on
             AMX/AVX512-BF16 CPUs). Only applies when loading from a path.
-        threshold: road-probability threshold for binary labels; ``None`` = the card's.
         jit: XLA-compile the forward pass; ``None`` = on GPU only (TensorFlow's CPU XLA
             does not use oneDNN and is slower there). JAX always compiles.
         backend: ``'keras'`` (the Keras backend in use: TensorFlow or JAX) or
@@ -124,8 +123,8 @@ class Segmenter:
     def __init__(self, model: str | os.PathLike | tuple[keras.Model, ModelCard],
                  device: str = 'auto', input_mode: str | None = None,
                  input_size: Sequence[int] | None = None, precision: str = 'auto',
-                 threshold: float | None = None, jit: bool | None = None,
-                 backend: str = 'keras', providers: Sequence[str] = DEFAULT_PROVIDERS,
+                 jit: bool | None = None, backend: str = 'keras',
+                 providers: Sequence[str] = PROVIDERS,
                  ) -> None:
         """Load the model and build the compiled forward function."""
         if backend not in BACKENDS:
@@ -144,17 +143,17 @@ class Segmenter:
             self._ort.road_class = int(self.card.road_class)
             self.model, self.model_path = None, str(model)
             self.device, self.precision = self._ort.device, 'float32'
-            short = {v: k for k, v in PROVIDERS.items()}
+            short = {v: k for k, v in ORT_PROVIDER_NAMES.items()}
             self.providers = [short.get(name, name) for name in self._ort.providers]
         elif isinstance(model, (str, os.PathLike)):
             self.device = resolve_device(device)
             self.precision = resolve_precision(precision, self.device)
-            self.model, self.card = load_model(model, dtype=PRECISIONS[self.precision])
+            self.model, self.card = load_model(model, dtype=DTYPE_POLICY.get(self.precision))
             # Inference only: fold batch norm into the convolutions (fewer passes over
             # large activations). Not done for a (model, card) pair, whose weights may still
             # be training.
             self.model = fold_batch_norm(self.model, self.card.model_spec,
-                                         dtype=PRECISIONS[self.precision])
+                                         dtype=DTYPE_POLICY.get(self.precision))
             self.model_path = str(model)
         else:
             self.device = resolve_device(device)
@@ -162,22 +161,22 @@ class Segmenter:
             self.precision = 'float32' if precision == 'auto' else precision
             self.model_path = None
         self.input_mode = input_mode or self.card.input_mode
-        if self.input_mode not in preprocess.MODES:
-            raise ValueError(f'input_mode must be one of {preprocess.MODES}, '
+        if self.input_mode not in INPUT_MODES:
+            raise ValueError(f'input_mode must be one of {INPUT_MODES}, '
                              f'got {self.input_mode!r}')
         self.input_size = tuple(int(s) for s in (input_size or self.card.input_size))
-        self.threshold = float(self.card.threshold if threshold is None else threshold)
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f'threshold must be in [0, 1], got {self.threshold}')
         self.road_class = int(self.card.road_class)
         self.num_classes = int(self.card.num_classes)
         self.jit = (self.device == 'gpu') if jit is None else bool(jit)
-        self._forward = self._build_forward()
+        self.forward = self._build_forward()
         self.last_forward_ms = 0.0
 
     # -- compiled forward pass -------------------------------------------------------
     def _build_forward(self) -> Callable[[np.ndarray, bool], tuple[np.ndarray, ...]]:
-        """Return f(uint8 batch, want_all) -> (road prob NxHxW, [class probs NxHxWxC])."""
+        """The compiled forward pass :attr:`forward`: f(uint8 (N, H, W, 3) RGB batch, sides
+        multiples of 32; want_all) -> (road probability (N, H, W) float32, [class
+        probabilities (N, H, W, C) float32 when want_all]), one host transfer.
+        """
         if self._ort is not None:
             return self._ort
         backend = keras.backend.backend()
@@ -227,96 +226,57 @@ class Segmenter:
             return (p[..., road], p) if want_all else (p[..., road],)
         return forward
 
-    def forward_batch(self, batch: np.ndarray) -> np.ndarray:
-        """Bare compiled forward pass: uint8 (N, H, W, 3), sides multiples of 32 ->
-        float32 (N, H, W) road probability. For benchmarks and tests.
-        """
-        return self._forward(batch, False)[0]
-
     def warmup(self, shapes: Sequence[tuple[int, int]] = ()) -> None:
         """Compile for the given (height, width) frame sizes (default: the model size)."""
         for h, w in (shapes or [tuple(self.input_size)]):
             self.segment([np.zeros((int(h), int(w), 3), np.uint8)])
 
     # -- public API ------------------------------------------------------------------
-    def segment(self, images: Sequence[np.ndarray], threshold: float | None = None,
-                class_probabilities: bool = False,
-                bgr: bool | Sequence[bool] = False) -> list[Segmentation]:
+    def segment(self, images: Sequence[np.ndarray], class_probabilities: bool = False,
+                bgr: bool | Sequence[bool] = False,
+                validated: bool = False) -> list[Probabilities]:
         """Segment a batch of frames (sizes may differ) in one forward pass.
 
         Args:
             images: frames, each (H_i, W_i, 3) uint8 RGB (BGR where ``bgr`` says so).
-            threshold: road threshold for this call (binary models); default
-                ``self.threshold``.
-            class_probabilities: also return the (H, W, C) softmax per frame (for CRF).
+            class_probabilities: also return the (H, W, C) softmax per frame (for the CRF).
             bgr: the frames are BGR (one flag for all or one per frame); converted to the
                 model's RGB after scaling, inside the batch.
+            validated: the frames already passed :func:`preprocess.check_frame` (the node
+                checks each frame once, on arrival).
 
         Returns:
-            One :class:`Segmentation` per frame at that frame's resolution.
+            One :class:`Probabilities` per frame at that frame's resolution.
 
         Raises:
             preprocess.InputError: a frame is not a usable uint8 image.
         """
-        thr = self.threshold if threshold is None else float(threshold)
         want_all = class_probabilities or self.num_classes > 2
-        batch, geoms = self.prepare(images, bgr)
+        batch, geoms = self.prepare(images, bgr, validated)
         t0 = time.perf_counter()
-        outputs = self._forward(batch, want_all)
+        outputs = self.forward(batch, want_all)
         self.last_forward_ms = (time.perf_counter() - t0) * 1e3
-        return self.postprocess(outputs, geoms, thr, class_probabilities)
+        return self.postprocess(outputs, geoms, class_probabilities)
 
     def prepare(self, images: Sequence[np.ndarray], bgr: bool | Sequence[bool] = False,
-                ) -> tuple[np.ndarray, list[preprocess.FrameGeometry]]:
+                validated: bool = False) -> tuple[np.ndarray, list[preprocess.FrameGeometry]]:
         """The model batch for ``images`` (uint8 (N, Hb, Wb, 3) RGB) and their geometries:
         :func:`preprocess.prepare_batch` with this Segmenter's mode and size.
         """
-        return preprocess.prepare_batch(images, self.input_mode, self.input_size, bgr)
+        return preprocess.prepare_batch(images, self.input_mode, self.input_size, bgr,
+                                        check=not validated)
 
     def postprocess(self, outputs: tuple[np.ndarray, ...],
-                    geometries: Sequence[preprocess.FrameGeometry], threshold: float,
-                    class_probabilities: bool = False) -> list[Segmentation]:
+                    geometries: Sequence[preprocess.FrameGeometry],
+                    class_probabilities: bool = False) -> list[Probabilities]:
         """Forward outputs (road (N, Hb, Wb) float32 [, all (N, Hb, Wb, C)]) back to each
-        frame's resolution, thresholded into labels.
+        frame's resolution.
         """
         want_all = len(outputs) > 1
         results = []
         for i, geom in enumerate(geometries):
             prob = preprocess.restore(outputs[0][i], geom)
             all_probs = preprocess.restore(outputs[1][i], geom) if want_all else None
-            results.append(Segmentation(prob, self.labels_from(prob, all_probs, threshold),
-                                        all_probs if class_probabilities else None))
+            keep = class_probabilities or self.num_classes > 2
+            results.append(Probabilities(prob, all_probs if keep else None))
         return results
-
-    def refine_with_crf(self, image: np.ndarray, seg: Segmentation, params: Any,
-                        threshold: float | None = None) -> Segmentation:
-        """Refine ``seg`` of ``image`` with the dense CRF and relabel it (in place).
-
-        Args:
-            image: the frame, (H, W, 3) uint8 RGB.
-            seg: its segmentation; multi-class models need ``class_probabilities``.
-            params: ``crf.CRFParams``.
-            threshold: road threshold for binary labels; default ``self.threshold``.
-
-        Returns:
-            ``seg``, with CRF probabilities (float32, C-contiguous) and labels.
-        """
-        from seg_perception import crf
-        if seg.class_probabilities is not None and self.num_classes > 2:
-            seg.class_probabilities = crf.refine(image, seg.class_probabilities, params)
-            seg.probability = np.ascontiguousarray(
-                seg.class_probabilities[..., self.road_class], np.float32)
-        else:
-            seg.probability = np.asarray(crf.refine(image, seg.probability, params), np.float32)
-        seg.labels = self.labels_from(seg.probability, seg.class_probabilities, threshold)
-        return seg
-
-    def labels_from(self, probability: np.ndarray, class_probs: np.ndarray | None = None,
-                    threshold: float | None = None) -> np.ndarray:
-        """Class ids (H, W) uint8 from road probability (binary) or class probabilities."""
-        if self.num_classes == 2 or class_probs is None:
-            thr = self.threshold if threshold is None else threshold
-            road = (probability >= thr).view(np.uint8)  # 1 = road, no copy
-            return road if self.road_class == 1 else np.uint8(1) - road
-        return np.argmax(class_probs, axis=-1).astype(np.uint8)
-

@@ -136,7 +136,7 @@ def node_processes() -> Iterator[Callable[..., Any]]:
 
     def start(command: list[str], ros_args: list[str] = (), name: str = 'node',
               env: dict[str, str] | None = None) -> NodeProcess:
-        proc = NodeProcess(command, ros_args, name, env)
+        proc = NodeProcess(command, ros_args, name, env, cwd=REPO)
         started.append(proc)
         return proc
 

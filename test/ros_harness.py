@@ -3,40 +3,41 @@
 * :class:`RosTestNode`: a test-side rclpy node in its own ``Context`` with an executor and
   helpers that wait for discovery and messages by spinning with a deadline (never by
   sleeping).
-* :class:`NodeProcess`: starts an executable of this package (or any command) as a
-  subprocess with ``--ros-args`` (params file, ``-p`` overrides, remaps, namespace), waits
-  until it is ready (its topics are discoverable), and stops it with SIGINT/SIGTERM,
-  checking the exit code and dumping its log on failure.
+* :class:`NodeProcess` (from :mod:`seg_perception.node_process`, re-exported with
+  :func:`ros_arguments` and :func:`format_param`): starts an executable of this package (or
+  any command) as a subprocess with ``--ros-args`` (params file, ``-p`` overrides, remaps,
+  namespace), waits until it is ready (its topics are discoverable), and stops it with
+  SIGINT/SIGTERM, checking the exit code and dumping its log on failure.
 
 DDS isolation comes from ``conftest.pytest_configure`` (random ``ROS_DOMAIN_ID``,
 localhost-only discovery), inherited by every subprocess.
 """
 from __future__ import annotations
 
-import os
 import pathlib
 import shutil
-import signal
-import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-import rclpy
 from rclpy.context import Context
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
-from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
-from rclpy.signals import SignalHandlerOptions
+from rclpy.qos import QoSProfile
+
+from seg_perception import ros_spin
+from seg_perception.node_process import (  # noqa: F401 - re-exported for the tests
+    NodeProcess,
+    NodeProcessError,
+    format_param,
+    ros_arguments,
+)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
-RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10,
-                      reliability=ReliabilityPolicy.RELIABLE)
-SENSOR = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
-                    reliability=ReliabilityPolicy.BEST_EFFORT)
+RELIABLE = ros_spin.qos_profile(10, 'reliable')
+SENSOR = ros_spin.qos_profile(1, 'best_effort')
 
 
 class HarnessError(AssertionError):
@@ -50,8 +51,7 @@ def make_context(ros_args: Sequence[str] = ()) -> Context:
     ``ros_args`` (e.g. ``['--params-file', path]``) are passed after ``--ros-args``.
     """
     context = Context()
-    args = ['--ros-args', *ros_args] if ros_args else None
-    rclpy.init(args=args, context=context, signal_handler_options=SignalHandlerOptions.NO)
+    ros_spin.init(['--ros-args', *ros_args] if ros_args else None, context)
     return context
 
 
@@ -235,40 +235,6 @@ class RosTestNode:
 
 
 # -- node subprocesses -------------------------------------------------------------------
-def format_param(value: Any) -> str:
-    """A parameter value as ``-p name:=VALUE`` text (YAML, strings single-quoted)."""
-    if isinstance(value, bool):
-        return 'true' if value else 'false'
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, (list, tuple)):
-        return '[' + ','.join(format_param(v) for v in value) + ']'
-    text = str(value).replace("'", "''")
-    return f"'{text}'"
-
-
-def ros_arguments(params_files: Iterable[str | os.PathLike] = (),
-                  params: Mapping[str, Any] | None = None,
-                  remaps: Iterable[tuple[str, str]] = (), namespace: str | None = None,
-                  log_level: str | None = None) -> list[str]:
-    """``--ros-args`` command-line arguments (the same ones launch_ros would pass).
-
-    Order: params files first, then ``-p`` overrides (they win), remaps, namespace.
-    """
-    args = ['--ros-args']
-    for path in params_files:
-        args += ['--params-file', str(path)]
-    for name, value in (params or {}).items():
-        args += ['-p', f'{name}:={format_param(value)}']
-    for src, dst in remaps:
-        args += ['-r', f'{src}:={dst}']
-    if namespace:
-        args += ['-r', f'__ns:={namespace}']
-    if log_level:
-        args += ['--log-level', log_level]
-    return args
-
-
 def executable(name: str, module: str) -> list[str]:
     """Command for a console script of this package: ``<venv>/bin/<name>`` when installed
     beside the interpreter, else ``python -m <module>``."""
@@ -277,87 +243,6 @@ def executable(name: str, module: str) -> list[str]:
         return [str(script)]
     found = shutil.which(name)
     return [found] if found else [sys.executable, '-m', module]
-
-
-class NodeProcess:
-    """A ROS 2 node running as a subprocess; its stdout+stderr go to a log file.
-
-    Args:
-        command: program and its arguments (before ``--ros-args``).
-        ros_args: from :func:`ros_arguments`.
-        name: for messages.
-        env: extra environment variables.
-    """
-
-    def __init__(self, command: Sequence[str], ros_args: Sequence[str] = (), name: str = 'node',
-                 env: Mapping[str, str] | None = None) -> None:
-        self.name = name
-        self.command = [*command, *ros_args]
-        self._log = tempfile.NamedTemporaryFile(prefix=f'{name}_', suffix='.log', delete=False)
-        self.log_path = pathlib.Path(self._log.name)
-        full_env = {**os.environ, 'PYTHONUNBUFFERED': '1', **(env or {})}
-        self.process = subprocess.Popen(self.command, stdout=self._log, stderr=subprocess.STDOUT,
-                                        stdin=subprocess.DEVNULL, env=full_env, cwd=str(REPO))
-        self.pid = self.process.pid
-
-    def poll(self) -> int | None:
-        """Exit code, or None while running."""
-        return self.process.poll()
-
-    def log(self) -> str:
-        """Everything the process printed so far."""
-        return self.log_path.read_text(errors='replace')
-
-    def log_tail(self, chars: int = 6000) -> str:
-        """The end of the log, framed for assertion messages."""
-        text = self.log()
-        return f'--- {self.name} log ({self.log_path}) ---\n{text[-chars:]}\n--- end ---'
-
-    def wait_ready(self, harness: RosTestNode, publishers: Sequence[str] = (),
-                   subscribers: Sequence[str] = (), timeout: float = 120.0) -> None:
-        """Spin ``harness`` until the process's topics are discoverable (it is serving)."""
-        deadline = time.monotonic() + timeout
-        for topic in publishers:
-            harness.wait_for_publishers(topic, 1, max(deadline - time.monotonic(), 0.1), self)
-        for topic in subscribers:
-            harness.wait_for_subscribers(topic, 1, max(deadline - time.monotonic(), 0.1), self)
-
-    def wait_exit(self, timeout: float) -> int:
-        """Wait for the process to end by itself; return its exit code."""
-        try:
-            return self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            raise HarnessError(f'{self.name} still running after {timeout} s\n'
-                               f'{self.log_tail()}') from None
-
-    def stop(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> int:
-        """Send ``sig`` and wait for the exit code (kills after ``timeout``)."""
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-                raise HarnessError(f'{self.name} ignored {signal.Signals(sig).name} for '
-                                   f'{timeout} s and was killed\n{self.log_tail()}') from None
-        self._log.close()
-        return self.process.returncode
-
-    def stop_and_check(self, sig: int = signal.SIGINT, timeout: float = 30.0) -> None:
-        """Stop with ``sig``; assert exit code 0 and no Python traceback in the log."""
-        rc = self.stop(sig, timeout)
-        text = self.log()
-        if rc != 0 or 'Traceback (most recent call last)' in text:
-            raise HarnessError(f'{self.name} exited with {rc} after '
-                               f'{signal.Signals(sig).name}\n{self.log_tail()}')
-
-    def __enter__(self) -> 'NodeProcess':
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.process.poll() is None:
-            self.stop(signal.SIGINT)
 
 
 # -- launch files without launch -----------------------------------------------------------

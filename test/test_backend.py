@@ -19,7 +19,7 @@ from test_cli_fail_fast import RUN as CLI_RUN
 
 from seg_perception import cli_common, evaluate_cli
 from seg_perception.bag import cli as bag_cli
-from seg_perception.node import PARAMETERS, ConfigError, settings_from_values
+from seg_perception.params import PARAMETERS, ConfigError, settings_from_values
 
 pytestmark = pytest.mark.timeout(600)
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -28,10 +28,7 @@ RUN = BLOCK_ORT + CLI_RUN   # a CLI in a subprocess that reports whether TF was 
 
 
 def node_values(**overrides: Any) -> dict[str, Any]:
-    from rclpy.parameter import Parameter
-
-    values = {s.name: None if isinstance(s.default, Parameter.Type) else s.default
-              for s in PARAMETERS}
+    values = {s.name: s.default for s in PARAMETERS}
     return {**values, **overrides}
 
 
@@ -48,9 +45,10 @@ def run_blocked(module: str, args: list[str], cwd: pathlib.Path) -> tuple[int, l
 # -- node parameters ---------------------------------------------------------------------
 def test_parameters_declare_backend_and_providers() -> None:
     specs = {s.name: s for s in PARAMETERS}
-    assert specs['backend'].default == 'keras' and specs['backend'].read_only
+    assert specs['backend'].default == 'keras' and not specs['backend'].runtime
     assert specs['providers'].default == ['tensorrt', 'cuda', 'cpu']
-    assert "'onnxruntime'" in specs['backend'].descriptor().additional_constraints
+    from seg_perception.ros_params import descriptor
+    assert "'onnxruntime'" in descriptor(specs['backend']).additional_constraints
 
 
 def test_settings_backend_and_model_kind(small_model_path: pathlib.Path,
@@ -78,22 +76,22 @@ def test_settings_backend_and_model_kind(small_model_path: pathlib.Path,
 
 def test_default_onnx_model_hint(monkeypatch: pytest.MonkeyPatch,
                                  tmp_path: pathlib.Path) -> None:
-    from seg_perception import node
-    monkeypatch.setattr(node, 'default_model_path', lambda: tmp_path / 'road.segmodel')
+    from seg_perception import params
+    monkeypatch.setattr(params, 'default_model_path', lambda: tmp_path / 'road.segmodel')
     with pytest.raises(ConfigError, match=r'road\.onnx .*run seg_export on road\.segmodel'):
         settings_from_values(node_values(backend='onnxruntime'))
 
 
 def test_async_publication_is_a_default_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from seg_perception import node
-    monkeypatch.delenv(node.PUBLICATION_MODE_VARIABLE, raising=False)
+    from seg_perception import paths
+    monkeypatch.delenv(paths.PUBLICATION_MODE_VARIABLE, raising=False)
     monkeypatch.setenv('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    assert node.use_async_publication() == 'ASYNCHRONOUS'
-    monkeypatch.setenv(node.PUBLICATION_MODE_VARIABLE, 'SYNCHRONOUS')
-    assert node.use_async_publication() is None
-    monkeypatch.delenv(node.PUBLICATION_MODE_VARIABLE)
+    assert paths.use_async_publication() == 'ASYNCHRONOUS'
+    monkeypatch.setenv(paths.PUBLICATION_MODE_VARIABLE, 'SYNCHRONOUS')
+    assert paths.use_async_publication() is None
+    monkeypatch.delenv(paths.PUBLICATION_MODE_VARIABLE)
     monkeypatch.setenv('RMW_IMPLEMENTATION', 'rmw_cyclonedds_cpp')
-    assert node.use_async_publication() is None
+    assert paths.use_async_publication() is None
 
 
 # -- the cheap .onnx check ---------------------------------------------------------------
@@ -233,7 +231,8 @@ def test_node_runs_the_onnx_export(ros: Any, ros_namespace: str,
     got = label.wait_for(lambda m: m.header.frame_id == 'onnx_frame', 30)
     over = overlay.wait_for(lambda m: m.header.frame_id == 'onnx_frame', 30)
     labels = np.frombuffer(got.data, np.uint8).reshape(90, 150)
-    expected = Segmenter(small_model_path, device='cpu', precision='float32').segment(
+    from seg_perception.pipeline import Pipeline
+    expected = Pipeline(Segmenter(small_model_path, device='cpu', precision='float32')).run(
         [frame])[0].labels
     assert (labels == expected).mean() > 0.999
     assert over.encoding == 'bgr8'

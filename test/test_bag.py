@@ -16,11 +16,11 @@ import pytest
 
 from seg_perception import evaluate_cli
 from seg_perception.bag import cli
-from seg_perception.bag.io import IMAGE, BagReader, BagWriter, header, image_msg, mono8
+from seg_perception.bag.bagfile import IMAGE, BagReader, BagWriter, header, image_msg
 from seg_perception.datasets import open_dataset
 from seg_perception.evaluation import REQUIRED_KEYS
 from seg_perception.image_io import read_gray
-from seg_perception.ros_image import decode_image
+from seg_perception.ros_image import decode_image, decode_mono8
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PARAMS = REPO / 'config' / 'road.yaml'
@@ -118,7 +118,7 @@ def test_make_writes_images_ground_truth_and_camera_info(mcap_bag: pathlib.Path,
         image = msgs['/camera/image'][i][1]
         assert image.encoding == 'rgb8' and image.header.frame_id == 'camera'
         assert np.array_equal(decode_image(image), sample.image)
-        assert np.array_equal(mono8(msgs['/camera/road_gt'][i][1]), sample.target)
+        assert np.array_equal(decode_mono8(msgs['/camera/road_gt'][i][1]), sample.target)
         info = msgs['/camera/camera_info'][i][1]
         assert (info.width, info.height) == (480, 360)
 
@@ -139,6 +139,28 @@ def test_eval_matches_seg_evaluate(mcap_eval: pathlib.Path, reference: dict) -> 
     assert len(list((mcap_eval / 'overlays').glob('*.png'))) == 4
 
 
+def test_eval_runs_with_rclpy_unimportable(mcap_bag: pathlib.Path, mcap_eval: pathlib.Path,
+                                           small_model_path: pathlib.Path,
+                                           tmp_path: pathlib.Path) -> None:
+    """The offline replay reads the node's params file and runs its pipeline without rclpy
+    (a meta-path hook makes every ``rclpy`` import fail); same metrics as with it.
+    """
+    from test_params import BLOCK_RCLPY
+    out = tmp_path / 'eval'
+    code = BLOCK_RCLPY + ('from seg_perception.bag import cli\n'
+                          'rc = cli.main(sys.argv[1:])\n'
+                          'assert "rclpy" not in sys.modules\nsys.exit(rc)\n')
+    args = [str(a) for a in eval_args(mcap_bag, out, small_model_path)]
+    result = subprocess.run([sys.executable, '-c', code, *args], capture_output=True,
+                            text=True, timeout=300, cwd=pathlib.Path(__file__).parent.parent)
+    assert result.returncode == 0, result.stderr[-2000:]
+    doc = json.loads((out / 'metrics.json').read_text())
+    ref = json.loads((mcap_eval / 'metrics.json').read_text())
+    assert doc['run']['params_file'] == ref['run']['params_file'] != 'none (node defaults)'
+    for key in COMPARED:
+        assert doc[key] == ref[key], key
+
+
 def test_write_bag_holds_inputs_and_outputs(mcap_eval: pathlib.Path,
                                             mcap_bag: pathlib.Path) -> None:
     reader, msgs = read_all(mcap_eval / 'bag')
@@ -150,7 +172,7 @@ def test_write_bag_holds_inputs_and_outputs(mcap_eval: pathlib.Path,
     for i, (t, label) in enumerate(msgs['/camera/road/label']):
         t_in, image = inputs['/camera/image'][i]
         assert t == t_in and label.header == image.header
-        labels = mono8(label)
+        labels = decode_mono8(label)
         assert labels.shape == (360, 480) and set(np.unique(labels)) <= {0, 1}
         assert abs(float(labels.mean()) - float(rows[i]['road_fraction'])) < 1e-6
         overlay = msgs['/camera/road/overlay'][i][1]
@@ -252,7 +274,7 @@ def test_db3_cut_off_before_its_statistics_table_is_still_read(
     file; a cut there must not make the whole bag unreadable."""
     import sqlite3
 
-    from seg_perception.bag.io import TruncatedBagError
+    from seg_perception.bag.bagfile import TruncatedBagError
     bag = tmp_path / 'bag'
     rc, _ = run(cli.main, ['make', '--images', camvid_small / 'val', '--labels',
                            camvid_small / 'valannot', '--out', bag, '--storage', 'sqlite3'])
@@ -279,12 +301,15 @@ def test_db3_cut_off_before_its_statistics_table_is_still_read(
 
 
 def _write_bag(path: pathlib.Path, frames: list[tuple[str, str, np.ndarray]]) -> None:
-    """A bag of raw Image messages: (topic, encoding, pixels), one stamp per frame index."""
+    """A bag of raw Image messages: (topic, encoding, pixels), one stamp per frame index.
+    The encoding is only a label: the bytes are those of mono8 / rgb8 pixels."""
     with BagWriter(path) as writer:
         for i, (topic, encoding, pixels) in enumerate(frames):
             writer.add_topic(topic, IMAGE)
             t = (START + i) * 10**9
-            writer.write(topic, t, image_msg(pixels, encoding, header(t, 'cam')))
+            msg = image_msg(pixels, 'mono8' if pixels.ndim == 2 else 'rgb8', header(t, 'cam'))
+            msg.encoding = encoding
+            writer.write(topic, t, msg)
 
 
 def test_bad_bags(small_model_path: pathlib.Path, tmp_path: pathlib.Path,
@@ -306,7 +331,7 @@ def test_bad_bags(small_model_path: pathlib.Path, tmp_path: pathlib.Path,
 
     info_only = tmp_path / 'info_only'
     with BagWriter(info_only) as writer:
-        from seg_perception.bag.io import CAMERA_INFO, camera_info_msg
+        from seg_perception.bag.bagfile import CAMERA_INFO, camera_info_msg
         writer.add_topic('/camera/camera_info', CAMERA_INFO)
         writer.write('/camera/camera_info', 1, camera_info_msg(4, 3, header(1, 'cam')))
     rc, _ = run(cli.main, eval_args(info_only, tmp_path / 'o4', model))

@@ -12,6 +12,7 @@ from conftest import KITTI_SUBSET
 from seg_perception.datasets import open_dataset
 from seg_perception.evaluation import evaluate_model
 from seg_perception.model_io import read_card
+from seg_perception.pipeline import Pipeline
 from seg_perception.segmenter import Segmenter
 
 SOURCES = ('kitti', 'cityscapes', 'camvid')
@@ -39,7 +40,7 @@ def test_runs_without_the_training_dependencies(default_model: pathlib.Path) -> 
             'import numpy as np\nfrom seg_perception.segmenter import Segmenter\n'
             f'seg = Segmenter({str(default_model)!r})\n'
             'r = seg.segment([np.zeros((375, 1242, 3), np.uint8)])[0]\n'
-            'assert r.labels.shape == (375, 1242)\nprint("ok", seg.input_mode)\n')
+            'assert r.probability.shape == (375, 1242)\nprint("ok", seg.input_mode)\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -47,17 +48,17 @@ def test_runs_without_the_training_dependencies(default_model: pathlib.Path) -> 
 
 
 @pytest.fixture(scope='module')
-def segmenter(default_model: pathlib.Path) -> Segmenter:
-    return Segmenter(default_model)
+def segmenter(default_model: pathlib.Path) -> Pipeline:
+    return Pipeline(Segmenter(default_model))
 
 
-def test_quality_on_real_kitti_frames(segmenter: Segmenter, kitti_dir: pathlib.Path) -> None:
+def test_quality_on_real_kitti_frames(segmenter: Pipeline, kitti_dir: pathlib.Path) -> None:
     m = evaluate_model(segmenter, open_dataset('kitti', kitti_dir, str(KITTI_SUBSET)))
     assert m['MaxF'] >= 0.9 and m['IoU'] >= 0.8
 
 
 @pytest.mark.parametrize('source', ['cityscapes', 'camvid'])
-def test_quality_on_real_val_frames(segmenter: Segmenter, source: str,
+def test_quality_on_real_val_frames(segmenter: Pipeline, source: str,
                                     request: pytest.FixtureRequest) -> None:
     data = request.getfixturevalue(f'{source}_dir')
     val = open_dataset(source, data, 'val')

@@ -35,7 +35,7 @@ import yaml
 from ros_harness import REPO, RosTestNode, load_launch_module, make_context
 
 from seg_perception import launch_common
-from seg_perception.node import PARAMETERS, ConfigError, settings_from_values
+from seg_perception.params import PARAMETERS, ConfigError, settings_from_values
 
 LAUNCH = REPO / 'launch'
 LAUNCH_FILES = ('road.launch.py', 'multi_camera.launch.py')
@@ -353,8 +353,8 @@ def test_params_file_holds_valid_declared_parameters(name: str, small_model_path
     context = make_context(['--params-file', str(REPO / 'config' / name)])
     try:
         node = Node('road_segmentation', namespace='/some/ns', context=context)
-        values = {s.name: node.declare_parameter(s.name, s.default, s.descriptor()).value
-                  for s in PARAMETERS}
+        from seg_perception.ros_params import declaration
+        values = {s.name: node.declare_parameter(*declaration(s)).value for s in PARAMETERS}
         for key, value in flat.items():
             assert values[key] == value, key
         node.destroy_node()

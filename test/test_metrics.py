@@ -2,6 +2,7 @@
 import cv2
 import numpy as np
 import pytest
+from helpers import merge
 
 from seg_perception.metrics import RoadEvaluator, quantize_probability, road_iou
 
@@ -83,7 +84,7 @@ def test_accumulation_equals_concatenated_image():
     for p, t in zip(probs, targets):
         one = RoadEvaluator()
         one.update(p, t)
-        merged.merge(one)
+        merge(merged, one)
     assert merged.result() == ev.result()
 
 

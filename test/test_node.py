@@ -144,10 +144,11 @@ def send_and_receive(ros: RosTestNode, io: dict[str, Any], msg: Image,
 
 @pytest.fixture(scope='module')
 def reference(small_model_path: Any) -> Any:
-    """The same model in this process, for comparing the node's labels."""
+    """The same pipeline in this process, for comparing the node's labels."""
+    from seg_perception.pipeline import Pipeline
     from seg_perception.segmenter import Segmenter
 
-    return Segmenter(small_model_path, device='cpu')
+    return Pipeline(Segmenter(small_model_path, device='cpu'))
 
 
 def test_frames_come_back_with_the_input_header_and_size(
@@ -184,8 +185,8 @@ def test_frames_come_back_with_the_input_header_and_size(
     # Overlay: non-road pixels are the input exactly; road pixels are blended.
     over = decode_image(overlay)
     assert np.array_equal(over[~road], frame[~road])
-    # Same labels as the Segmenter in this process (same model, precision and geometry).
-    expected = reference.segment([frame])[0].labels
+    # Same labels as the pipeline in this process (same model, precision and geometry).
+    expected = reference.run([frame])[0].labels
     assert (expected == labels).mean() > 0.99
 
 

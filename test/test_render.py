@@ -1,9 +1,10 @@
 """Label images, colour overlays and probability images."""
 import numpy as np
 import pytest
+from helpers import colorize
 
 from seg_perception.metrics import quantize_probability
-from seg_perception.render import colorize, label_image, overlay, probability_mono8
+from seg_perception.render import label_image, overlay, probability_mono8
 
 PALETTE = [[0, 0, 0], [255, 0, 255], [0, 200, 50]]
 

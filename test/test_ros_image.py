@@ -16,6 +16,7 @@ from seg_perception.ros_image import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_image,
+    decode_mono8,
     fill_image_msg,
     numpy_to_image_fields,
 )
@@ -228,3 +229,21 @@ def test_fill_image_msg_compacts_views_and_validates() -> None:
         numpy_to_image_fields(rgb, 'mono8')
     with pytest.raises(ValueError, match='cannot build'):
         numpy_to_image_fields(rgb, 'yuv422')
+
+
+def test_decode_mono8_keeps_the_values_and_honours_step() -> None:
+    labels = RNG.integers(0, 256, (H, W), np.uint8)
+    for encoding in ('mono8', '8UC1'):
+        msg = raw_msg(labels, encoding, H, W, pad=3)
+        out = decode_mono8(msg)
+        assert out.shape == (H, W) and np.array_equal(out, labels)
+        assert np.shares_memory(out, np.frombuffer(msg.data, np.uint8))  # no copy
+    with pytest.raises(ImageDecodeError, match="expected a mono8 label image, got encoding "
+                                               "'rgb8'") as exc:
+        decode_mono8(raw_msg(RNG.integers(0, 256, (H, W, 3), np.uint8), 'rgb8', H, W))
+    assert exc.value.reason == 'encoding'
+    short = raw_msg(labels, 'mono8', H, W)
+    short.data = short.data[:-1]
+    with pytest.raises(ImageDecodeError, match='truncated') as exc:
+        decode_mono8(short)
+    assert exc.value.reason == 'truncated'

@@ -49,18 +49,19 @@ def compare(args: argparse.Namespace) -> None:
     """Overlays of the old and the new model per frame, old left, new right."""
     from seg_perception.datasets.base import list_images
     from seg_perception.image_io import read_rgb, write_rgb
+    from seg_perception.pipeline import Pipeline
     from seg_perception.plots import contact_sheet
-    from seg_perception.render import overlay
     from seg_perception.segmenter import Segmenter
 
     frames = list_images(pathlib.Path(args.frames))[:args.limit]
-    models = [(label, Segmenter(path)) for label, path in (('old', args.old), ('new', args.new))]
+    models = [(label, Pipeline(Segmenter(path)))
+              for label, path in (('old', args.old), ('new', args.new))]
     tiles, captions = [], []
     for n, path in enumerate(frames, 1):
         image = read_rgb(path)
         for label, seg in models:
-            result = seg.segment([image])[0]
-            tiles.append(overlay(image, result.labels, seg.card.palette, 0.5))
+            result = seg.run([image])[0]
+            tiles.append(seg.overlay(image, result.labels))
             captions.append(f'{path.stem} {label}')
         print(f'\r{n}/{len(frames)} frames', end='', file=sys.stderr, flush=True)
     print(file=sys.stderr)

@@ -173,7 +173,7 @@ def cmd_make(args: argparse.Namespace) -> int:
 def cmd_eval(args: argparse.Namespace) -> int:
     """``seg_bag eval``."""
     from seg_perception.bag.replay import EvalOptions, default_params_file, run_eval
-    from seg_perception.evaluation import metrics_table
+    from seg_perception.report import metrics_table
     if args.limit is not None and args.limit < 1:
         raise _Fail(f'--limit must be >= 1, got {args.limit}')
     if args.batch_size < 1:
@@ -259,7 +259,7 @@ def _expected() -> tuple[type[BaseException], ...]:
     """Errors of bad input (one-line messages), as opposed to bugs. Found lazily: make and
     live never import the model code (and so TensorFlow).
     """
-    from seg_perception.bag.io import BagError
+    from seg_perception.bag.bagfile import BagError
     from seg_perception.datasets import DatasetError
     errors: list[type[BaseException]] = [BagError, DatasetError, ValueError, OSError,
                                          RuntimeError]

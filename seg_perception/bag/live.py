@@ -23,24 +23,13 @@ fit as they are); with ``--namespace NS`` a single image topic goes to ``NS/imag
 ``cameras: [<camera>, ...]``.
 
 Writes into --out: metrics.json, frames.csv, report.md, pr_curve.png (with probabilities)
-and ``recorded/`` (mcap bag: the published inputs and the node's outputs).
-
-The same test on a full ROS 2 install, with the ROS tools::
-
-    ros2 launch seg_perception road.launch.py namespace:=/camera model:=MODEL   # terminal 1
-    ros2 bag record -o recorded /camera/road/label /camera/road/probability     # terminal 2
-    ros2 bag play BAG --rate 1.0                                                # terminal 3
-
-``ros2 bag play`` keeps the recorded header stamps, so "now minus stamp" is not a latency
-there: read ``frames_dropped`` and timing from the node's /diagnostics instead (or play
-with ``--clock`` and start the node with ``use_sim_time:=true``). Accuracy of the same
-pipeline on every frame comes from ``seg_bag eval --bag BAG``.
+and ``recorded/`` (mcap bag: the published inputs and the node's outputs). The same test
+with ``ros2 bag`` on a full ROS 2 install: README.md, "Rosbag replay".
 """
 from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import logging
 import pathlib
 import sys
@@ -50,9 +39,12 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.bag import io
+from seg_perception.bag import bagfile
+from seg_perception.ros_image import ImageDecodeError, decode_mono8
 
 LOG = logging.getLogger(__name__)
+LIVE_COLUMNS = ('group', 'original_stamp_ns', 'stamp_ns', 'published_ns', 'received_ns',
+                'latency_ms', 'publish_to_receive_ms', 'road_fraction', 'iou')
 ROAD_CLASS = 1  # class id of road in the node's label images (binary models)
 
 
@@ -84,6 +76,18 @@ class Sent:
     iou: float | None = None
     has_probability: bool = False
 
+    def record(self) -> Any:
+        """The report's :class:`~seg_perception.report.FrameRecord` of this frame."""
+        from seg_perception.report import FrameRecord
+        got = self.received is not None
+        return FrameRecord(
+            name=f'{self.topic}_{self.stamp}', group=self.topic, stamp_ns=self.stamp,
+            road_fraction=self.road_fraction, iou=self.iou,
+            original_stamp_ns=self.original_stamp, published_ns=self.published,
+            received_ns=self.received,
+            latency_ms=(self.received - self.stamp) / 1e6 if got else None,
+            publish_to_receive_ms=(self.received - self.published) / 1e6 if got else None)
+
 
 def plan_topics(topics: list[str], msgtypes: dict[str, str], namespace: str | None,
                 ) -> dict[str, tuple[str, str]]:
@@ -91,30 +95,30 @@ def plan_topics(topics: list[str], msgtypes: dict[str, str], namespace: str | No
     plan: dict[str, tuple[str, str]] = {}
     if namespace is None:
         for t in topics:
-            plan[t] = (t, io.parent_namespace(t))
+            plan[t] = (t, bagfile.parent_namespace(t))
         return plan
     ns = '/' + namespace.strip('/') if namespace.strip('/') else ''
     for t in topics:
-        suffix = '/image/compressed' if msgtypes[t] == io.COMPRESSED else '/image'
+        suffix = '/image/compressed' if msgtypes[t] == bagfile.COMPRESSED else '/image'
         if len(topics) == 1:
             plan[t] = (ns + suffix, ns)
             continue
-        cam = io.parent_namespace(t).strip('/')
+        cam = bagfile.parent_namespace(t).strip('/')
         if not cam:
-            raise io.BagError(f'image topic {t} has no namespace to use as a camera name '
-                              f'under --namespace {namespace}')
+            raise bagfile.BagError(f'image topic {t} has no namespace to use as a camera '
+                                   f'name under --namespace {namespace}')
         plan[t] = (f'{ns}/{cam}{suffix}', f'{ns}/{cam}')
     outs = [o for _, o in plan.values()]
     if len(set(outs)) != len(outs):
-        raise io.BagError(f'image topics {", ".join(topics)} would share one node camera; '
-                          'choose one with --topics')
+        raise bagfile.BagError(f'image topics {", ".join(topics)} would share one node '
+                               'camera; choose one with --topics')
     return plan
 
 
 class _Recorder:
     """Output subscriptions: matches outputs to sent frames, scores them, records them."""
 
-    def __init__(self, bag_writer: io.BagWriter, gt: Any, pairing: dict[str, str | None],
+    def __init__(self, bag_writer: bagfile.BagWriter, gt: Any, pairing: dict[str, str | None],
                  ) -> None:
         from seg_perception.metrics import RoadEvaluator
         self.lock = threading.Lock()
@@ -143,9 +147,9 @@ class _Recorder:
         Call with ``self.lock`` held.
         """
         now = time.time_ns()
-        msg = io.typestore().deserialize_cdr(raw, io.IMAGE)
+        msg = bagfile.typestore().deserialize_cdr(raw, bagfile.IMAGE)
         self.writer.write(topic, now, raw)
-        return msg, self.by_key.get((ns, io.stamp_ns(msg.header))), now
+        return msg, self.by_key.get((ns, bagfile.stamp_ns(msg.header))), now
 
     def on_label(self, ns: str, topic: str, raw: bytes, info: Any) -> None:
         with self.lock:
@@ -161,8 +165,8 @@ class _Recorder:
     def _score_label(self, sent: Sent, msg: Any) -> None:
         from seg_perception.metrics import road_iou
         try:
-            labels = io.mono8(msg)
-        except io.BagError as exc:
+            labels = decode_mono8(msg)
+        except ImageDecodeError as exc:
             self.bad_outputs.append(str(exc))
             return
         road = labels == ROAD_CLASS
@@ -186,8 +190,8 @@ class _Recorder:
         if target is None:
             return
         try:
-            prob = io.mono8(msg)
-        except io.BagError as exc:
+            prob = decode_mono8(msg)
+        except ImageDecodeError as exc:
             self.bad_outputs.append(str(exc))
             return
         if prob.shape == target.shape:
@@ -215,7 +219,7 @@ def run_live(bag_path: str | pathlib.Path, out: str | pathlib.Path,
     """
     from seg_perception.bag.replay import GroundTruth, select_topics
     out = pathlib.Path(out)
-    bag = io.BagReader(bag_path)
+    bag = bagfile.BagReader(bag_path)
     try:
         topics, pairing = select_topics(bag, opt.topics, opt.gt_topics)
         plan = plan_topics(topics, {t: bag.topics[t].msgtype for t in topics}, opt.namespace)
@@ -227,7 +231,7 @@ def run_live(bag_path: str | pathlib.Path, out: str | pathlib.Path,
         if recorded.exists():
             import shutil
             shutil.rmtree(recorded)
-        with io.BagWriter(recorded, 'mcap') as writer:
+        with bagfile.BagWriter(recorded, 'mcap') as writer:
             recorder = _Recorder(writer, gt, pairing)
             session = _Session(bag, topics, plan, recorder, opt)
             error: BaseException | None = None
@@ -241,7 +245,7 @@ def run_live(bag_path: str | pathlib.Path, out: str | pathlib.Path,
         if error is not None:
             raise error
         if gt_error:
-            raise io.TruncatedBagError(gt_error)
+            raise bagfile.TruncatedBagError(gt_error)
         return doc
     finally:
         bag.close()
@@ -250,50 +254,46 @@ def run_live(bag_path: str | pathlib.Path, out: str | pathlib.Path,
 class _Session:
     """The rclpy side: publishers, output subscriptions, the paced publishing loop."""
 
-    def __init__(self, bag: io.BagReader, topics: list[str],
+    def __init__(self, bag: bagfile.BagReader, topics: list[str],
                  plan: dict[str, tuple[str, str]], recorder: _Recorder,
                  opt: LiveOptions) -> None:
         import rclpy
         from rclpy.context import Context
         from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
-        from rclpy.signals import SignalHandlerOptions
         from sensor_msgs.msg import CameraInfo, CompressedImage, Image
+
+        from seg_perception import ros_spin
 
         self.bag, self.topics, self.plan, self.rec, self.opt = bag, topics, plan, recorder, opt
         self.sent: list[Sent] = []
         self.started = time.time_ns()
         self.context = Context()
-        rclpy.init(args=[], context=self.context, signal_handler_options=SignalHandlerOptions.NO)
+        ros_spin.init([], self.context)
         self.node = rclpy.create_node('seg_bag_live', context=self.context,
                                       start_parameter_services=False)
-        qos_pub = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=5,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
-        qos_sub = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100,
-                             reliability=ReliabilityPolicy.RELIABLE,
-                             durability=DurabilityPolicy.VOLATILE)
+        qos_pub = ros_spin.qos_profile(5, 'reliable')
+        qos_sub = ros_spin.qos_profile(100, 'reliable')
         self.pubs: dict[str, Any] = {}
         self.info_pubs: dict[str, tuple[str, Any]] = {}  # bag camera_info -> (topic, pub)
         for t in topics:
             pub_topic, ns = plan[t]
-            msg_cls = CompressedImage if bag.topics[t].msgtype == io.COMPRESSED else Image
+            msg_cls = CompressedImage if bag.topics[t].msgtype == bagfile.COMPRESSED else Image
             self.pubs[t] = self.node.create_publisher(msg_cls, pub_topic, qos_pub)
             recorder.writer.add_topic(pub_topic, bag.topics[t].msgtype)
-            info = f'{io.parent_namespace(t)}/camera_info'
+            info = f'{bagfile.parent_namespace(t)}/camera_info'
             if info not in self.info_pubs and getattr(bag.topics.get(info), 'msgtype',
-                                                      '') == io.CAMERA_INFO:
+                                                      '') == bagfile.CAMERA_INFO:
                 self.info_pubs[info] = (f'{ns}/camera_info', self.node.create_publisher(
                     CameraInfo, f'{ns}/camera_info', qos_pub))
-                recorder.writer.add_topic(f'{ns}/camera_info', io.CAMERA_INFO)
+                recorder.writer.add_topic(f'{ns}/camera_info', bagfile.CAMERA_INFO)
             outputs = [('road/label', Image), ('road/probability', Image),
                        ('road/camera_info', CameraInfo)]
             if opt.record_overlay:
                 outputs.append(('road/overlay', Image))
             for rel, cls in outputs:
                 topic = f'{ns}/{rel}'
-                recorder.writer.add_topic(topic, io.CAMERA_INFO if cls is CameraInfo
-                                          else io.IMAGE)
+                recorder.writer.add_topic(topic, bagfile.CAMERA_INFO if cls is CameraInfo
+                                          else bagfile.IMAGE)
                 if rel == 'road/label':  # (raw, MessageInfo) callback
                     cb: Any = functools.partial(recorder.on_label, ns, topic)
                 elif rel == 'road/probability':
@@ -328,7 +328,7 @@ class _Session:
                 return
             if time.monotonic() > deadline:
                 ns = self.plan[self.topics[0]][1] or '/'
-                raise io.BagError(
+                raise bagfile.BagError(
                     f'no road_segmentation node on {missing[0]} within {self.opt.timeout:g} s '
                     f'(start one first, e.g. "road_segmentation --ros-args -r __ns:={ns}", '
                     'with transport: compressed for CompressedImage bags; check ROS_DOMAIN_ID)')
@@ -352,7 +352,7 @@ class _Session:
         self._drain()
 
     def _publish_all(self, bar: Any) -> None:
-        store = io.typestore()
+        store = bagfile.typestore()
         wall0: int | None = None
         bag0 = 0
         last_stamp: dict[str, int] = {}
@@ -363,7 +363,7 @@ class _Session:
                 wall0, bag0 = time.time_ns() + 50_000_000, t
             due = wall0 + int((t - bag0) / self.opt.rate)
             msg = self.bag.deserialize(raw, msgtype)
-            original = io.stamp_ns(msg.header)
+            original = bagfile.stamp_ns(msg.header)
             stamp = max(due, last_stamp.get(topic, 0) + 1)  # unique per topic
             last_stamp[topic] = stamp
             msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(stamp, 1_000_000_000)
@@ -409,7 +409,7 @@ def _report(out: pathlib.Path, bag_path: Any, session: _Session, rec: _Recorder,
             plan: dict[str, tuple[str, str]], pairing: dict[str, str | None],
             opt: LiveOptions, error: BaseException | None, gt_error: str | None,
             ) -> dict[str, Any]:
-    from seg_perception.evaluation import metrics_table, percentiles, to_jsonable
+    from seg_perception.report import ReportSpec, percentiles, write_report
     with rec.lock:
         sent = list(session.sent)
     got = [s for s in sent if s.received is not None]
@@ -461,61 +461,41 @@ def _report(out: pathlib.Path, bag_path: Any, session: _Session, rec: _Recorder,
     if partial:
         doc['error'] = ('interrupted' if isinstance(error, KeyboardInterrupt)
                         else str(error or gt_error))
-    (out / 'metrics.json').write_text(json.dumps(to_jsonable(doc), indent=2) + '\n')
-    with (out / 'frames.csv').open('w') as f:
-        f.write('topic,original_stamp_ns,stamp_ns,published_ns,received_ns,latency_ms,'
-                'publish_to_receive_ms,road_fraction,iou\n')
-        for s in sent:
-            lat = '' if s.received is None else f'{(s.received - s.stamp) / 1e6:.3f}'
-            p2r_ms = '' if s.received is None else f'{(s.received - s.published) / 1e6:.3f}'
-            f.write(f'{s.topic},{s.original_stamp},{s.stamp},{s.published},'
-                    f'{s.received or ""},{lat},{p2r_ms},'
-                    f'{"" if s.road_fraction is None else f"{s.road_fraction:.6f}"},'
-                    f'{"" if s.iou is None else f"{s.iou:.6f}"}\n')
-    has_curve = False
+    curves = []
     if rec.prob_eval.n_images and 'MaxF' in accuracy:
-        try:
-            from seg_perception import plots
-            plots.save_pr_curve(rec.prob_eval.curves(), out / 'pr_curve.png',
-                                title='live replay (node road/probability)')
-            has_curve = True
-        except Exception as exc:  # noqa: BLE001 - a missing picture must not lose metrics
-            LOG.warning('could not draw the PR curve: %s', exc)
-    (out / 'report.md').write_text(_markdown(doc, metrics_table, has_curve))
+        curves = [('node road/probability', rec.prob_eval.curves())]
+    spec = ReportSpec(f'Live replay of {pathlib.Path(doc["bag"]).name}', 'report.md',
+                      group_label='topic', columns=LIVE_COLUMNS)
+    write_report(out, spec, doc, [s.record() for s in sent], _sections(doc), curves)
     return doc
 
 
-def _markdown(doc: dict[str, Any], table: Any, has_curve: bool) -> str:
-    lines = [f'# Live replay of {pathlib.Path(doc["bag"]).name}', '']
-    if doc['partial']:
-        lines += [f'**Partial results**: {doc.get("error")}.', '']
-    lines += [f'Published {doc["frames_published"]} frame(s) at {doc["rate_factor"]:g}x the '
+def _sections(doc: dict[str, Any]) -> list[str]:
+    """The report's markdown blocks: frames per topic, latency, accuracy."""
+    from seg_perception.report import metrics_table, percentile_table
+    frames = [f'Published {doc["frames_published"]} frame(s) at {doc["rate_factor"]:g}x the '
               f'recorded rate; {doc["outputs_received"]} segmented, {doc["dropped_frames"]} '
               f'dropped ({100 * doc["drop_rate"]:.1f} %).', '',
               '| topic | published on | outputs | published | received | dropped |',
               '|---|---|---|---|---|---|']
     for t, m in doc['topics'].items():
-        lines.append(f'| {t} | {m["published_on"]} | {m["outputs"]} | {m["published"]} | '
-                     f'{m["received"]} | {m["dropped"]} |')
-    lines += ['', '## Latency (ms)', '', '| measure | mean | p50 | p90 | p95 | p99 | max |',
-              '|---|---|---|---|---|---|---|']
+        frames.append(f'| {t} | {m["published_on"]} | {m["outputs"]} | {m["published"]} | '
+                      f'{m["received"]} | {m["dropped"]} |')
     names = {'header_to_receive': 'receive - header stamp',
              'publish_to_receive': 'receive - input publish',
              'label_transport': 'label delivery (DDS)'}
-    for key, stats in doc['latency_ms'].items():
-        if stats:
-            lines.append(f'| {names[key]} | ' + ' | '.join(
-                f'{stats[k]:.1f}' for k in ('mean', 'p50', 'p90', 'p95', 'p99', 'max')) + ' |')
+    latency = ['## Latency (ms)', '', *percentile_table(
+        {names[k]: v for k, v in doc['latency_ms'].items()},
+        ('mean', 'p50', 'p90', 'p95', 'p99', 'max'))]
+    blocks = ['\n'.join(frames), '\n'.join(latency)]
     acc = doc.get('accuracy')
     if acc:
-        lines += ['', f'## Accuracy (from the node\'s {doc.get("accuracy_source")})', '']
+        lines = [f'## Accuracy (from the node\'s {doc.get("accuracy_source")})', '']
         if 'MaxF' in acc:
-            lines += [table(acc), '']
+            lines += [metrics_table(acc), '']
         if 'IoU_at_threshold' in acc:
             lines.append(f'Published labels: F {acc["F_at_threshold"]:.4f}, PRE '
                          f'{acc["PRE_at_threshold"]:.4f}, REC {acc["REC_at_threshold"]:.4f}, '
                          f'IoU {acc["IoU_at_threshold"]:.4f} over {acc["n_images"]} frame(s).')
-    if has_curve:
-        lines += ['', '![PR curve](pr_curve.png)']
-    lines.append('')
-    return '\n'.join(lines)
+        blocks.append('\n'.join(lines))
+    return blocks

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.bag import io
+from seg_perception.bag import bagfile
 
 LOG = logging.getLogger(__name__)
 LABEL_FORMATS = ('kitti', 'camvid')
@@ -62,12 +62,12 @@ class MakeOptions:
 
 def default_gt_topic(topic: str) -> str:
     """``/camera/image`` -> ``/camera/road_gt`` (sibling of the image topic)."""
-    return f'{io.parent_namespace(topic)}/road_gt'
+    return f'{bagfile.parent_namespace(topic)}/road_gt'
 
 
 def default_info_topic(topic: str) -> str:
     """``/camera/image`` -> ``/camera/camera_info``."""
-    return f'{io.parent_namespace(topic)}/camera_info'
+    return f'{bagfile.parent_namespace(topic)}/camera_info'
 
 
 def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
@@ -90,8 +90,9 @@ def read_target(path: pathlib.Path, label_format: str) -> np.ndarray:
         return kitti_gt_to_target(read_rgb(path))
     labels = read_gray(path)
     if labels.max() > IGNORE_CLASS:
-        raise io.BagError(f'{path}: class id {int(labels.max())} outside 0..{IGNORE_CLASS} '
-                          '(not a CamVid label image; use --label-format kitti?)')
+        raise bagfile.BagError(f'{path}: class id {int(labels.max())} outside '
+                               f'0..{IGNORE_CLASS} (not a CamVid label image; use '
+                               '--label-format kitti?)')
     return camvid_to_target(labels, ROAD_CLASS, IGNORE_CLASS)
 
 
@@ -110,26 +111,28 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
     from seg_perception.image_io import read_rgb
     opt = options or MakeOptions()
     if opt.rate <= 0:
-        raise io.BagError(f'--rate must be > 0, got {opt.rate}')
+        raise bagfile.BagError(f'--rate must be > 0, got {opt.rate}')
     if opt.compressed not in (None, 'png', 'jpeg'):
-        raise io.BagError(f"compressed format must be 'png' or 'jpeg', got {opt.compressed!r}")
+        raise bagfile.BagError("compressed format must be 'png' or 'jpeg', got "
+                               f'{opt.compressed!r}')
     if opt.encoding not in ('rgb8', 'bgr8'):
-        raise io.BagError(f"encoding must be 'rgb8' or 'bgr8', got {opt.encoding!r}")
+        raise bagfile.BagError(f"encoding must be 'rgb8' or 'bgr8', got {opt.encoding!r}")
     if not opt.topic.startswith('/'):
-        raise io.BagError(f'--topic must be absolute (start with /), got {opt.topic!r}')
+        raise bagfile.BagError(f'--topic must be absolute (start with /), got {opt.topic!r}')
     images = list_images(require_dir(pathlib.Path(images_dir), 'image'))
     if opt.limit is not None:
         images = images[:max(0, int(opt.limit))]
     labels: list[pathlib.Path] | None = None
     if labels_dir is not None:
         if label_format not in LABEL_FORMATS:
-            raise io.BagError(f'--label-format must be one of {LABEL_FORMATS} with --labels')
+            raise bagfile.BagError(f'--label-format must be one of {LABEL_FORMATS} with '
+                                   '--labels')
         ldir = require_dir(pathlib.Path(labels_dir), 'label')
         labels = [label_path(p, ldir, label_format) for p in images]
         missing = [p for p in labels if not p.is_file()]
         if missing:
-            raise io.BagError(f'{missing[0]}: ground truth not found ({len(missing)} of '
-                              f'{len(images)} frame(s) have no label file)')
+            raise bagfile.BagError(f'{missing[0]}: ground truth not found ({len(missing)} '
+                                   f'of {len(images)} frame(s) have no label file)')
     image_topic = f'{opt.topic.rstrip("/")}/compressed' if opt.compressed else opt.topic
     gt_topic = opt.gt_topic or default_gt_topic(opt.topic)
     info_topic = default_info_topic(opt.topic) if opt.info_topic is None else opt.info_topic
@@ -137,36 +140,37 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
     period = 1e9 / opt.rate
 
     out = pathlib.Path(out)
-    writer = io.BagWriter(out, opt.storage)
+    writer = bagfile.BagWriter(out, opt.storage)
     done = False
     try:
-        writer.add_topic(image_topic, io.COMPRESSED if opt.compressed else io.IMAGE)
+        writer.add_topic(image_topic, bagfile.COMPRESSED if opt.compressed else bagfile.IMAGE)
         if info_topic:
-            writer.add_topic(info_topic, io.CAMERA_INFO)
+            writer.add_topic(info_topic, bagfile.CAMERA_INFO)
         if labels is not None:
-            writer.add_topic(gt_topic, io.IMAGE)
+            writer.add_topic(gt_topic, bagfile.IMAGE)
         from tqdm import tqdm
         t = start
         for i, path in enumerate(tqdm(images, desc='seg_bag make', unit='frame',
                                       file=sys.stderr, disable=not sys.stderr.isatty())):
             t = start + int(round(i * period))
             rgb = read_rgb(path)
-            hdr = io.header(t, opt.frame_id)
+            hdr = bagfile.header(t, opt.frame_id)
             if opt.compressed:
-                msg = io.compressed_msg(rgb, opt.compressed, hdr)
+                msg = bagfile.compressed_msg(rgb, opt.compressed, hdr)
             else:
-                msg = io.image_msg(rgb if opt.encoding == 'rgb8' else rgb[:, :, ::-1],
-                                   opt.encoding, hdr)
+                msg = bagfile.image_msg(rgb if opt.encoding == 'rgb8' else rgb[:, :, ::-1],
+                                        opt.encoding, hdr)
             writer.write(image_topic, t, msg)
             if info_topic:
-                writer.write(info_topic, t, io.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr))
+                writer.write(info_topic, t,
+                             bagfile.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr))
             if labels is not None:
                 target = read_target(labels[i], label_format or '')
                 if target.shape != rgb.shape[:2]:
-                    raise io.BagError(f'{labels[i]}: ground truth {target.shape[1]}x'
-                                      f'{target.shape[0]} does not match image '
-                                      f'{rgb.shape[1]}x{rgb.shape[0]} ({path.name})')
-                writer.write(gt_topic, t, io.image_msg(target, 'mono8', hdr))
+                    raise bagfile.BagError(f'{labels[i]}: ground truth {target.shape[1]}x'
+                                           f'{target.shape[0]} does not match image '
+                                           f'{rgb.shape[1]}x{rgb.shape[0]} ({path.name})')
+                writer.write(gt_topic, t, bagfile.image_msg(target, 'mono8', hdr))
         writer.close()
         done = True
         return {'path': str(out), 'frames': len(images), 'topics': dict(writer.counts),

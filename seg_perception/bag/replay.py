@@ -1,9 +1,10 @@
 """``seg_bag eval``: offline replay of a bag through the node's pipeline, with metrics.
 
-The pipeline is the node's: a :class:`Segmenter` built from the node's parameters file
-(``model_path``, ``backend``, ``providers``, ``input_mode``, ``input_size``, ``threshold``,
-``precision``, ``device`` and the CRF settings under ``ros__parameters`` of
-``road_segmentation``), optional dense CRF, labels = probability >= threshold. Every image
+The pipeline is the node's (:class:`seg_perception.pipeline.Pipeline`), built from the
+node's parameters file (:func:`seg_perception.params.load_params_file`: ``model_path``,
+``backend``, ``providers``, ``input_mode``, ``input_size``, ``threshold``, ``precision``,
+``device``, the CRF and overlay settings of ``road_segmentation``): segment, optional dense
+CRF, labels, overlays. No rclpy is imported. Every image
 message is processed (no frame dropping, no keep-latest slot); frames go through
 :class:`seg_perception.evaluation.EvalRun`, the loop ``seg_evaluate`` uses, so bag and
 dataset numbers agree for the same frames.
@@ -23,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.bag import io
+from seg_perception import params
+from seg_perception.bag import bagfile
 
 LOG = logging.getLogger(__name__)
-NODE_NAME = 'road_segmentation'
 OUTPUT_MARKERS = ('/road/', '/road_gt')
 
 
@@ -55,57 +56,16 @@ class EvalOptions:
 
 # -- node parameters ---------------------------------------------------------------------
 def load_node_params(path: str | pathlib.Path) -> dict[str, Any]:
-    """``ros__parameters`` of the road_segmentation node in a ROS 2 params YAML, flattened
-    to dotted names (``crf: {scale: 0.5}`` -> ``crf.scale``).
+    """``ros__parameters`` of the road_segmentation node in a ROS 2 params YAML
+    (:func:`seg_perception.params.load_params_file`: any namespace, ``/**`` wildcards).
 
-    Accepts the node name with or without namespace (``/ns/road_segmentation``) and the
-    ``/**`` wildcard. Raises :class:`io.BagError` when the file or section is missing.
+    Raises:
+        bagfile.BagError: the file or the node's section is missing.
     """
-    import yaml
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise io.BagError(f'{p}: params file not found')
     try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise io.BagError(f'{p}: not valid YAML ({" ".join(str(exc).split())})') from None
-    sections = _param_sections(doc)
-    if not sections:
-        raise io.BagError(f'{p}: no ros__parameters for {NODE_NAME} (or /**)')
-    params: dict[str, Any] = {}
-    for section in sections:  # wildcard first, then the node's own section wins
-        params.update(_flatten(section))
-    return params
-
-
-def _param_sections(doc: Any, prefix: str = '') -> list[dict[str, Any]]:
-    found: list[tuple[int, dict[str, Any]]] = []
-    if not isinstance(doc, dict):
-        return []
-    for key, value in doc.items():
-        if not isinstance(value, dict):
-            continue
-        name = f'{prefix}/{key}'.replace('//', '/')
-        if isinstance(value.get('ros__parameters'), dict):
-            last = name.rstrip('/').rsplit('/', 1)[-1]
-            if last == NODE_NAME:
-                found.append((1, value['ros__parameters']))
-            elif last in ('**', '*'):
-                found.append((0, value['ros__parameters']))
-        else:
-            found += [(1, s) for s in _param_sections(value, name)]
-    return [s for _, s in sorted(found, key=lambda x: x[0])]
-
-
-def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f'{prefix}{k}'
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + '.'))
-        else:
-            out[key] = v
-    return out
+        return params.load_params_file(path, f'/{params.NODE_NAME}')
+    except params.ConfigError as exc:
+        raise bagfile.BagError(str(exc)) from None
 
 
 def default_params_file() -> pathlib.Path | None:
@@ -126,73 +86,47 @@ def default_params_file() -> pathlib.Path | None:
     return shared / 'road.yaml' if (shared / 'road.yaml').is_file() else None
 
 
-def node_settings(params: dict[str, Any], opt: EvalOptions) -> Any:
-    """The node's validated :class:`seg_perception.node.Settings` for these parameter
-    values (unset = the node's defaults) with the command-line overrides of ``opt``.
+def node_settings(values: dict[str, Any], opt: EvalOptions) -> params.Settings:
+    """The node's validated settings for these parameter values (unset = the node's
+    defaults) with the command-line overrides of ``opt``.
 
     Raises:
-        io.BagError: a value the node would refuse (one line naming the parameter).
+        bagfile.BagError: a value the node would refuse (one line naming the parameter).
     """
-    from rclpy.parameter import Parameter
-
-    from seg_perception import node
-    values = {spec.name: None if isinstance(spec.default, Parameter.Type) else spec.default
-              for spec in node.PARAMETERS}
-    unknown = sorted(set(params) - set(values))
+    unknown = sorted(set(values) - set(params.SPECS))
     if unknown:
         LOG.warning('ignoring parameters the node does not declare: %s', ', '.join(unknown))
-    values.update({k: v for k, v in params.items() if k in values})
+    merged = {k: v for k, v in values.items() if k in params.SPECS}
     overrides = {'model_path': opt.model, 'crf.enabled': opt.crf, 'crf.scale': opt.crf_scale,
                  'input_mode': opt.input_mode, 'threshold': opt.threshold,
                  'device': opt.device, 'precision': opt.precision, 'backend': opt.backend,
                  'providers': opt.providers}
-    values.update({k: v for k, v in overrides.items() if v is not None})
+    merged.update({k: v for k, v in overrides.items() if v is not None})
     if opt.crf_scale is not None and opt.crf is None:
-        values['crf.enabled'] = True
+        merged['crf.enabled'] = True
     try:
-        return node.settings_from_values(values)
-    except (node.ConfigError, TypeError, ValueError) as exc:
+        return params.settings_from_values(merged)
+    except (params.ConfigError, TypeError, ValueError) as exc:
         hint = ' (or give --model)' if 'model_path' in str(exc) and not opt.model else ''
-        raise io.BagError(f'{exc}{hint}') from None
+        raise bagfile.BagError(f'{exc}{hint}') from None
 
 
-def pipeline_from_settings(settings: Any) -> tuple[Any, Any, dict[str, Any]]:
-    """``(Segmenter, CRFParams or None, summary)`` exactly as the node builds them.
+def pipeline_from_settings(settings: params.Settings) -> Any:
+    """The node's :class:`~seg_perception.pipeline.Pipeline` for ``settings``.
 
     Raises:
-        io.BagError: backend onnxruntime without onnxruntime, or not an exported model file
-            (checked before TensorFlow is imported).
+        bagfile.BagError: backend onnxruntime without onnxruntime, not an exported model
+            file (checked before TensorFlow is imported), or an unusable model.
     """
-    if settings.backend == 'onnxruntime':
-        from seg_perception.cli_common import CliError, check_onnx_file
-        from seg_perception.ort_backend import OrtError, require_onnxruntime
-        try:
-            require_onnxruntime()
-            check_onnx_file(settings.model_path, 'model_path')
-        except (CliError, OrtError) as exc:
-            raise io.BagError(str(exc)) from None
-    from seg_perception.crf import CRFParams
-    from seg_perception.segmenter import Segmenter
-    segmenter = Segmenter(settings.model_path, device=settings.device,
-                          input_mode=settings.input_mode, input_size=settings.input_size,
-                          precision=settings.precision, threshold=settings.threshold,
-                          backend=settings.backend, providers=settings.providers)
-    crf_params = CRFParams(**settings.crf) if settings.crf_enabled else None
-    if crf_params is not None:
-        crf_params.validate()
-    summary = {'model': str(settings.model_path), 'input_mode': segmenter.input_mode,
-               'input_size': list(segmenter.input_size), 'threshold': segmenter.threshold,
-               'precision': segmenter.precision, 'device': segmenter.device,
-               'backend': segmenter.backend}
-    if segmenter.backend == 'onnxruntime':
-        summary['providers'] = ', '.join(segmenter.providers)
-    if crf_params is not None:
-        summary['crf_scale'] = float(crf_params.scale)
-    return segmenter, crf_params, summary
+    from seg_perception.pipeline import Pipeline
+    try:
+        return Pipeline.from_settings(settings)
+    except params.ConfigError as exc:
+        raise bagfile.BagError(str(exc)) from None
 
 
 # -- topics ------------------------------------------------------------------------------
-def select_topics(bag: io.BagReader, topics: list[str] | None,
+def select_topics(bag: bagfile.BagReader, topics: list[str] | None,
                   gt_topics: list[str] | None) -> tuple[list[str], dict[str, str | None]]:
     """Image topics to process and the ground-truth topic of each (``None`` = none).
 
@@ -205,10 +139,10 @@ def select_topics(bag: io.BagReader, topics: list[str] | None,
     if topics:
         for t in topics:
             if t not in bag.topics:
-                raise io.BagError(f'{bag.path}: topic {t} not in the bag (image topics: '
+                raise bagfile.BagError(f'{bag.path}: topic {t} not in the bag (image topics: '
                                   f'{", ".join(available) or "none"})')
-            if bag.topics[t].msgtype not in io.IMAGE_TYPES:
-                raise io.BagError(f'{bag.path}: topic {t} is {bag.topics[t].msgtype}, not an '
+            if bag.topics[t].msgtype not in bagfile.IMAGE_TYPES:
+                raise bagfile.BagError(f'{bag.path}: topic {t} is {bag.topics[t].msgtype}, not an '
                                   'Image or CompressedImage')
         chosen = list(topics)
     else:
@@ -216,26 +150,28 @@ def select_topics(bag: io.BagReader, topics: list[str] | None,
                   and not any(m in t + '/' for m in OUTPUT_MARKERS)]
         if not chosen:
             listing = ', '.join(f'{t} ({i.msgtype})' for t, i in sorted(bag.topics.items()))
-            raise io.BagError(f'{bag.path}: no image topic (sensor_msgs/Image or '
+            raise bagfile.BagError(f'{bag.path}: no image topic (sensor_msgs/Image or '
                               f'CompressedImage) in the bag; topics: {listing or "none"}')
     for g in gts:
         if g not in bag.topics:
-            raise io.BagError(f'{bag.path}: ground-truth topic {g} not in the bag')
-        if bag.topics[g].msgtype != io.IMAGE:
-            raise io.BagError(f'{bag.path}: ground-truth topic {g} is {bag.topics[g].msgtype}, '
-                              'expected a mono8 sensor_msgs/Image')
+            raise bagfile.BagError(f'{bag.path}: ground-truth topic {g} not in the bag')
+        if bag.topics[g].msgtype != bagfile.IMAGE:
+            raise bagfile.BagError(f'{bag.path}: ground-truth topic {g} is '
+                                   f'{bag.topics[g].msgtype}, expected a mono8 '
+                                   'sensor_msgs/Image')
     pairing: dict[str, str | None] = {}
     if gt_topics and len(gt_topics) == 1:
         pairing = {t: gt_topics[0] for t in chosen}
     elif gt_topics:
         if len(gt_topics) != len(chosen):
-            raise io.BagError(f'{len(gt_topics)} --gt-topic for {len(chosen)} image topics '
+            raise bagfile.BagError(f'{len(gt_topics)} --gt-topic for {len(chosen)} image topics '
                               '(give one for all, or one per --topics entry)')
         pairing = dict(zip(chosen, gt_topics))
     else:
         for t in chosen:
-            g = f'{io.parent_namespace(t)}/road_gt'
-            pairing[t] = g if bag.topics.get(g) and bag.topics[g].msgtype == io.IMAGE else None
+            g = f'{bagfile.parent_namespace(t)}/road_gt'
+            found = bag.topics.get(g)
+            pairing[t] = g if found and found.msgtype == bagfile.IMAGE else None
     return chosen, pairing
 
 
@@ -245,7 +181,7 @@ def output_namespaces(topics: list[str]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for t in topics:
-        ns = io.parent_namespace(t)
+        ns = bagfile.parent_namespace(t)
         out[t] = t if ns in out.values() else ns
     return out
 
@@ -258,18 +194,19 @@ class GroundTruth:
         """Start empty."""
         self._masks: dict[tuple[str, int], tuple[bytes, tuple[int, int]]] = {}
 
-    def load(self, bag: io.BagReader, topics: set[str]) -> str | None:
+    def load(self, bag: bagfile.BagReader, topics: set[str]) -> str | None:
         """Read every message of ``topics``; returns the truncation error, if any."""
+        from seg_perception.ros_image import ImageDecodeError, decode_mono8
         try:
             for topic, msgtype, _, raw in bag.messages(topics):
                 msg = bag.deserialize(raw, msgtype)
                 try:
-                    mask = io.mono8(msg)
-                except io.BagError as exc:
-                    raise io.BagError(f'{bag.path}: ground truth on {topic}: {exc}') from None
-                self._masks[(topic, io.stamp_ns(msg.header))] = (
+                    mask = decode_mono8(msg)
+                except ImageDecodeError as exc:
+                    raise bagfile.BagError(f'{bag.path}: ground truth on {topic}: {exc}') from None
+                self._masks[(topic, bagfile.stamp_ns(msg.header))] = (
                     zlib.compress(np.ascontiguousarray(mask).tobytes(), 1), mask.shape)
-        except io.TruncatedBagError as exc:
+        except bagfile.TruncatedBagError as exc:
             return str(exc)
         return None
 
@@ -297,126 +234,138 @@ def run_eval(bag_path: str | pathlib.Path, out: str | pathlib.Path,
     Returns:
         The metrics.json content.
     """
-    from seg_perception.evaluation import EvalRun, Frame, safe_name
-    from seg_perception.ros_image import ImageDecodeError, decode_image
-
-    out = pathlib.Path(out)
-    bag = io.BagReader(bag_path)
+    bag = bagfile.BagReader(bag_path)
     try:
-        topics, pairing = select_topics(bag, opt.topics, opt.gt_topics)
-        params_file = pathlib.Path(opt.params_file) if opt.params_file else None
-        params = load_node_params(params_file) if params_file else {}
-        settings = node_settings(params, opt)
-        segmenter, crf_params, summary = pipeline_from_settings(settings)
-        gt = GroundTruth()
-        gt_topics = {g for g in pairing.values() if g}
-        gt_error = gt.load(bag, gt_topics) if gt_topics else None
-        total = sum(bag.topics[t].count for t in topics)
+        return _Replay(bag, str(bag_path), pathlib.Path(out), opt).run()
+    finally:
+        bag.close()
+
+
+class _Replay:
+    """One ``seg_bag eval`` run over an open bag."""
+
+    def __init__(self, bag: bagfile.BagReader, bag_path: str, out: pathlib.Path,
+                 opt: EvalOptions) -> None:
+        from seg_perception.evaluation import EvalRun
+        self.bag, self.bag_path, self.out, self.opt = bag, bag_path, out, opt
+        self.topics, self.pairing = select_topics(bag, opt.topics, opt.gt_topics)
+        self.params_file = pathlib.Path(opt.params_file) if opt.params_file else None
+        values = load_node_params(self.params_file) if self.params_file else {}
+        self.pipeline = pipeline_from_settings(node_settings(values, opt))
+        self.gt = GroundTruth()
+        self.gt_topics = {g for g in self.pairing.values() if g}
+        self.gt_error = self.gt.load(bag, self.gt_topics) if self.gt_topics else None
+        total = sum(bag.topics[t].count for t in self.topics)
         if opt.limit is not None:
             total = min(total, opt.limit)
         out.mkdir(parents=True, exist_ok=True)
         if opt.write_bag and (out / 'bag' / 'metadata.yaml').is_file():
             shutil.rmtree(out / 'bag')  # the output bag of an earlier run into this folder
-        writer = (_OutputBag(out / 'bag', bag, topics, segmenter, settings) if opt.write_bag
-                  else None)
-        run = EvalRun(segmenter, out, crf_params=crf_params,
-                      save_probabilities=opt.save_probabilities, n_overlays=opt.overlays,
-                      total=total, batch_size=opt.batch_size)
-        headers: dict[str, Any] = {}
-        stats = {'frames_without_ground_truth': 0}
+        self.writer = (_OutputBag(out / 'bag', bag, self.topics, self.pipeline)
+                       if opt.write_bag else None)
+        self.run_ = EvalRun(self.pipeline, out, save_probabilities=opt.save_probabilities,
+                            n_overlays=opt.overlays, total=total, batch_size=opt.batch_size)
+        self.headers: dict[str, Any] = {}
+        self.without_gt = 0
 
-        def frames() -> Iterator[Frame]:
-            n = 0
-            wanted = set(bag.topics) if writer else set(topics)
-            for topic, msgtype, t, raw in bag.messages(wanted):
-                if topic in topics and opt.limit is not None and n >= opt.limit:
-                    return
-                if writer:
-                    writer.copy(topic, t, raw)
-                if topic not in topics:
-                    continue
-                msg = bag.deserialize(raw, msgtype)
-                stamp = io.stamp_ns(msg.header)
-                try:
-                    image = np.ascontiguousarray(decode_image(msg))
-                except ImageDecodeError as exc:
-                    raise io.BagError(f'{bag.path}: {topic} at stamp {stamp}: {exc}') from None
-                target = gt.get(pairing.get(topic), stamp)
-                if target is None:
-                    stats['frames_without_ground_truth'] += 1
-                elif target.shape != image.shape[:2]:
-                    raise io.BagError(
-                        f'{bag.path}: ground truth on {pairing[topic]} at stamp {stamp} is '
-                        f'{target.shape[1]}x{target.shape[0]} but the image on {topic} is '
-                        f'{image.shape[1]}x{image.shape[0]}')
-                name = f'{safe_name(topic)}_{stamp}'
-                headers[name] = (t, msg.header)
-                n += 1
-                yield Frame(name, image, target, group=topic, stamp_ns=stamp)
+    def frames(self) -> Iterator[Any]:
+        """The image frames of the chosen topics (every message copied to the output bag)."""
+        from seg_perception.evaluation import Frame, safe_name
+        from seg_perception.ros_image import ImageDecodeError, decode_image
+        n, bag, limit = 0, self.bag, self.opt.limit
+        for topic, msgtype, t, raw in bag.messages(set(bag.topics) if self.writer
+                                                   else set(self.topics)):
+            if topic in self.topics and limit is not None and n >= limit:
+                return
+            if self.writer:
+                self.writer.copy(topic, t, raw)
+            if topic not in self.topics:
+                continue
+            msg = bag.deserialize(raw, msgtype)
+            stamp = bagfile.stamp_ns(msg.header)
+            try:
+                image = np.ascontiguousarray(decode_image(msg))
+            except ImageDecodeError as exc:
+                raise bagfile.BagError(f'{bag.path}: {topic} at stamp {stamp}: {exc}') from None
+            target = self.gt.get(self.pairing.get(topic), stamp)
+            if target is None:
+                self.without_gt += 1
+            elif target.shape != image.shape[:2]:
+                raise bagfile.BagError(
+                    f'{bag.path}: ground truth on {self.pairing[topic]} at stamp {stamp} is '
+                    f'{target.shape[1]}x{target.shape[0]} but the image on {topic} is '
+                    f'{image.shape[1]}x{image.shape[0]}')
+            name = f'{safe_name(topic)}_{stamp}'
+            self.headers[name] = (t, msg.header)
+            n += 1
+            yield Frame(name, image, target, group=topic, stamp_ns=stamp)
 
-        info = {'bag': str(bag_path), 'storage': bag.storage, 'topics': ', '.join(topics),
-                'ground_truth_topics': ', '.join(sorted(gt_topics)) or 'none',
-                'params_file': str(params_file or 'none (node defaults)'), **summary}
+    def finish(self, error: str | None) -> dict[str, Any]:
+        """Close the output bag and write the report (partial when ``error``)."""
+        from seg_perception.report import ReportSpec
+        if self.writer:
+            self.writer.close()
+        info = {'bag': self.bag_path, 'storage': self.bag.storage,
+                'topics': ', '.join(self.topics),
+                'ground_truth_topics': ', '.join(sorted(self.gt_topics)) or 'none',
+                'params_file': str(self.params_file or 'none (node defaults)'),
+                **self.pipeline.summary()}
+        extra = {'bag': self.bag_path, 'ground_truth_topics': {
+            t: self.pairing[t] for t in self.topics},
+            'frames_without_ground_truth': self.without_gt}
+        if self.writer:
+            extra['output_bag'] = {'path': str(self.writer.path), 'topics': self.writer.counts}
+        spec = ReportSpec(f'Bag replay of {pathlib.Path(self.bag_path).name}', 'report.md',
+                          group_label='topic')
+        return self.run_.finish(spec, info, groups_key='topics', partial=error is not None,
+                                error=error, extra=extra)
 
-        def finish(partial: bool, error: str | None) -> dict[str, Any]:
-            if writer:
-                writer.close()
-            extra = {'bag': str(bag_path), 'ground_truth_topics': {t: pairing[t]
-                                                                   for t in topics},
-                     **stats}
-            if writer:
-                extra['output_bag'] = {'path': str(writer.path), 'topics': writer.counts}
-            return run.finish(info, groups_key='topics', summary_name='report.md',
-                              title=f'Bag replay of {pathlib.Path(bag_path).name}',
-                              partial=partial, error=error, extra=extra, group_label='topic')
-
+    def run(self) -> dict[str, Any]:
+        """Process every frame; write the report (partial on any failure, then raise)."""
         try:
-            for res in run.iterate(frames(), desc='seg_bag eval'):
-                t, hdr = headers.pop(res.frame.name)
-                if writer:
-                    writer.outputs(res, t, hdr)
+            for res in self.run_.iterate(self.frames(), desc='seg_bag eval'):
+                t, hdr = self.headers.pop(res.frame.name)
+                if self.writer:
+                    self.writer.outputs(res, t, hdr)
         except KeyboardInterrupt:
-            finish(True, 'interrupted')
+            self.finish('interrupted')
             raise
         except Exception as exc:  # noqa: BLE001 - any failure: keep what was done
-            finish(True, str(exc))
-            if not isinstance(exc, (io.BagError, ValueError, OSError)):
+            self.finish(str(exc))
+            if not isinstance(exc, (bagfile.BagError, ValueError, OSError)):
                 raise
-            raise io.PartialResultsError(f'{exc} (results of the {run.n_frames} frame(s) '
-                                         f'processed are in {out})') from None
-        if gt_error:
-            finish(True, gt_error)
-            raise io.PartialResultsError(f'{gt_error} (results of the {run.n_frames} '
-                                         f'frame(s) processed are in {out})')
-        return finish(False, None)
-    finally:
-        bag.close()
+            raise bagfile.PartialResultsError(
+                f'{exc} (results of the {self.run_.n_frames} frame(s) processed are in '
+                f'{self.out})') from None
+        if self.gt_error:
+            self.finish(self.gt_error)
+            raise bagfile.PartialResultsError(
+                f'{self.gt_error} (results of the {self.run_.n_frames} frame(s) processed '
+                f'are in {self.out})')
+        return self.finish(None)
 
 
 class _OutputBag:
-    """The --write-bag output: all inputs plus ``<ns>/road/label`` and ``<ns>/road/overlay``."""
+    """The --write-bag output: all inputs plus ``<ns>/road/label`` and ``<ns>/road/overlay``
+    (drawn by the node's pipeline).
+    """
 
-    def __init__(self, path: pathlib.Path, bag: io.BagReader, topics: list[str],
-                 segmenter: Any, settings: Any) -> None:
+    def __init__(self, path: pathlib.Path, bag: bagfile.BagReader, topics: list[str],
+                 pipeline: Any) -> None:
         self.path = path
-        self.writer = io.BagWriter(path, bag.storage)
-        # overlay colours as the node draws them
-        self.palette = [list(c) for c in segmenter.card.palette]
-        if settings.overlay_color is not None:
-            self.palette[segmenter.road_class] = list(settings.overlay_color)
-        self.alpha = settings.overlay_alpha
-        self.classes = [segmenter.road_class] if segmenter.num_classes == 2 else None
+        self.pipeline = pipeline
+        self.writer = bagfile.BagWriter(path, bag.storage)
         self.copied: set[str] = set()
         for name, info in bag.topics.items():
             try:
                 self.writer.add_topic(name, info.msgtype, info.msgdef, info.rihs01)
                 self.copied.add(name)
-            except io.BagError as exc:
+            except bagfile.BagError as exc:
                 LOG.warning('not copying %s to the output bag: %s', name, exc)
         self.ns = output_namespaces(topics)
         for t in topics:
-            self.writer.add_topic(f'{self.ns[t]}/road/label', io.IMAGE)
-            self.writer.add_topic(f'{self.ns[t]}/road/overlay', io.IMAGE)
+            self.writer.add_topic(f'{self.ns[t]}/road/label', bagfile.IMAGE)
+            self.writer.add_topic(f'{self.ns[t]}/road/overlay', bagfile.IMAGE)
         self.counts = self.writer.counts
 
     def copy(self, topic: str, t: int, raw: bytes) -> None:
@@ -427,10 +376,9 @@ class _OutputBag:
         from seg_perception import render
         ns = self.ns[res.frame.group]
         self.writer.write(f'{ns}/road/label', t,
-                          io.image_msg(render.label_image(res.labels), 'mono8', hdr))
-        self.writer.write(f'{ns}/road/overlay', t, io.image_msg(
-            render.overlay(res.frame.image, res.labels, self.palette, self.alpha, self.classes),
-            'rgb8', hdr))
+                          bagfile.image_msg(render.label_image(res.labels), 'mono8', hdr))
+        self.writer.write(f'{ns}/road/overlay', t, bagfile.image_msg(
+            self.pipeline.overlay(res.frame.image, res.labels), 'rgb8', hdr))
 
     def close(self) -> None:
         self.writer.close()

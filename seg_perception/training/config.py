@@ -25,9 +25,9 @@ from typing import Any
 
 import yaml
 
+from seg_perception.params import INPUT_MODES, PRECISIONS
+
 DATASETS = ('kitti', 'camvid', 'cityscapes')
-INPUT_MODES = ('fit', 'pad', 'resize')
-PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None,  # noqa: A002

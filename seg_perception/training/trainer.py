@@ -25,7 +25,8 @@ from seg_perception.datasets import open_dataset
 from seg_perception.evaluation import evaluate_model
 from seg_perception.model import ModelSpec, build_fcn8s, load_hed_vgg16, load_imagenet_vgg16
 from seg_perception.model_io import ModelCard, ModelFileError, load_model, save_model
-from seg_perception.segmenter import PRECISIONS, Segmenter, cpu_has_bf16, gpu_available
+from seg_perception.pipeline import Pipeline
+from seg_perception.segmenter import DTYPE_POLICY, Segmenter, cpu_has_bf16, gpu_available
 from seg_perception.training.config import TrainConfig, run_dir_problem
 from seg_perception.training.pipeline import (
     FrameStore,
@@ -112,7 +113,7 @@ class ValidationCallback(keras.callbacks.Callback):
     def __init__(self, config: TrainConfig, spec: ModelSpec,
                  val_datasets: dict[str, Any], run_dir: pathlib.Path,
                  frames: dict[str, dict[str, int]] | None = None) -> None:
-        """Prepare checkpoint paths; the segmenter is created on the first validation."""
+        """Prepare checkpoint paths; the pipeline is created on the first validation."""
         super().__init__()
         self.config, self.spec, self.val = config, spec, val_datasets
         self.frames = frames
@@ -121,7 +122,7 @@ class ValidationCallback(keras.callbacks.Callback):
         self.best_path = self.ckpt_dir / 'best.segmodel'
         self.state_path = self.ckpt_dir / 'best.json'
         self.best = json.loads(self.state_path.read_text()) if self.state_path.is_file() else {}
-        self.segmenter: Segmenter | None = None
+        self.pipeline: Pipeline | None = None
 
     def on_epoch_end(self, epoch: int, logs: dict[str, Any] | None = None) -> None:
         """Validate, log and checkpoint."""
@@ -131,12 +132,13 @@ class ValidationCallback(keras.callbacks.Callback):
         save_model(self.model, card, self.ckpt_dir / 'last.segmodel', 'float32')
         if not self.val or (epoch + 1) % self.config.optim.val_every:
             return
-        if self.segmenter is None:
-            self.segmenter = Segmenter((self.model, card), device='auto',
-                                       input_mode=self.config.data.input_mode,
-                                       input_size=self.config.data.input_size, threshold=0.5)
+        if self.pipeline is None:
+            segmenter = Segmenter((self.model, card), device='auto',
+                                  input_mode=self.config.data.input_mode,
+                                  input_size=self.config.data.input_size)
+            self.pipeline = Pipeline(segmenter, threshold=0.5)
         t0 = time.perf_counter()
-        per_source = {name: evaluate_model(self.segmenter, ds) for name, ds in self.val.items()}
+        per_source = {name: evaluate_model(self.pipeline, ds) for name, ds in self.val.items()}
         metrics = summarize(per_source)
         for name, m in per_source.items():
             logs[f'val_{name}_MaxF'] = m['MaxF']
@@ -205,7 +207,7 @@ def compile_model(config: TrainConfig, spec: ModelSpec, precision: str,
     on ignored pixels); optimiser Adam/AdamW with linear warm-up then cosine decay.
     """
     o = config.optim
-    model = _build_model(config, spec, PRECISIONS[precision])
+    model = _build_model(config, spec, DTYPE_POLICY.get(precision))
     total_steps = o.epochs * steps_per_epoch
     warmup = int(o.warmup_epochs * steps_per_epoch)
     schedule = keras.optimizers.schedules.CosineDecay(

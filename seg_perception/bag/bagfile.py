@@ -4,13 +4,13 @@
 bare ``.mcap`` / ``.db3`` file. Bags whose recording did not finish are read as far as
 they go: a folder without ``metadata.yaml`` is read from its storage file, and a storage
 file that ends mid-write (truncated ``.mcap`` without footer, ``.db3`` cut short) is
-scanned record by record; iterating such a bag yields every complete message and then
-raises :class:`TruncatedBagError`, so callers can keep what was processed.
+scanned record by record (:mod:`.recovery`); iterating such a bag yields every complete
+message and then raises :class:`TruncatedBagError`, so callers can keep what was processed.
 
 :class:`BagWriter` writes rosbag2 version 9 bags (Kilted) in mcap or sqlite3 storage.
 Message objects are the ``rosbags`` typestore classes (``typestore().types[...]``); their
-fields are those of the ROS 2 messages, so :func:`seg_perception.ros_image.decode_image`
-reads them like rclpy messages.
+fields are those of the ROS 2 messages, so :mod:`seg_perception.ros_image` builds and
+decodes them like rclpy messages.
 """
 from __future__ import annotations
 
@@ -19,14 +19,13 @@ import functools
 import logging
 import os
 import pathlib
-import shutil
-import sqlite3
-import struct
-import tempfile
 from collections.abc import Collection, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from seg_perception.bag.recovery import McapScan, Sqlite3Scan
 
 LOG = logging.getLogger(__name__)
 
@@ -35,7 +34,6 @@ COMPRESSED = 'sensor_msgs/msg/CompressedImage'
 CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
 IMAGE_TYPES = (IMAGE, COMPRESSED)
 STORAGES = ('mcap', 'sqlite3')
-MCAP_MAGIC = b'\x89MCAP0\r\n'
 
 
 class BagError(Exception):
@@ -106,7 +104,7 @@ class BagReader:
         self.path = pathlib.Path(path)
         self.damage: str | None = None
         self._reader: Any = None
-        self._recovery: _McapScan | _Sqlite3Scan | None = None
+        self._recovery: McapScan | Sqlite3Scan | None = None
         target = self._storage_target()
         self.storage = 'sqlite3' if self._storage_file(target).suffix == '.db3' else 'mcap'
         from rosbags.rosbag2 import Reader
@@ -114,8 +112,9 @@ class BagReader:
             reader = Reader(target)
             reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises several types here
+            from seg_perception.bag.recovery import recover
             reason = _one_line(exc)
-            self._recovery = self._recover(self._storage_file(target), reason)
+            self._recovery = recover(self.path, self._storage_file(target), reason)
             self.damage = self._recovery.damage or reason
             LOG.info('%s: %s; reading what is there', self.path, self.damage)
             self.topics = self._recovery.topics
@@ -157,18 +156,6 @@ class BagReader:
             return target
         files = sorted([*target.glob('*.mcap'), *target.glob('*.db3')])
         return files[0] if files else target / 'missing.mcap'
-
-    def _recover(self, file: pathlib.Path, reason: str) -> _McapScan | _Sqlite3Scan:
-        if not file.is_file():
-            raise BagError(f'{self.path}: cannot read bag: {reason}')
-        try:
-            scan: _McapScan | _Sqlite3Scan = (_Sqlite3Scan(file) if file.suffix == '.db3'
-                                              else _McapScan(file))
-        except BagError as exc:
-            raise BagError(f'{self.path}: cannot read bag: {reason} ({exc})') from None
-        if not scan.topics:
-            raise BagError(f'{self.path}: cannot read bag: {reason}')
-        return scan
 
     def image_topics(self) -> list[str]:
         """Topics of type Image or CompressedImage, sorted by name."""
@@ -228,216 +215,6 @@ class BagReader:
 def _one_line(exc: BaseException) -> str:
     text = ' '.join(str(exc).split()) or type(exc).__name__
     return text.rstrip('.')
-
-
-class _McapScan:
-    """Sequential MCAP record scanner for files without a (valid) summary or footer."""
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self.damage: str | None = None
-        self.schemas: dict[int, tuple[str, str]] = {}
-        self.channels: dict[int, tuple[str, int]] = {}
-        counts: dict[int, int] = {}
-        try:
-            for cid, _, _ in self._records(want_data=False):
-                counts[cid] = counts.get(cid, 0) + 1
-        except TruncatedBagError as exc:
-            self.damage = str(exc)
-        self.topics: dict[str, TopicInfo] = {}
-        for cid, (topic, sid) in self.channels.items():
-            name, msgdef = self.schemas.get(sid, ('', ''))
-            info = self.topics.setdefault(topic, TopicInfo(topic, name, 0, msgdef or None))
-            info.count += counts.get(cid, 0)
-
-    def _records(self, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
-        size = self.path.stat().st_size
-        with self.path.open('rb') as f:
-            if f.read(8) != MCAP_MAGIC:
-                raise BagError(f'{self.path}: not an MCAP file')
-            while True:
-                pos = f.tell()
-                head = f.read(9)
-                if len(head) < 9:
-                    raise TruncatedBagError(f'ends mid-write at byte {pos} of {size} '
-                                            '(no MCAP footer)')
-                op, length = struct.unpack('<BQ', head)
-                if op in (0x0F, 0x02):  # data end / footer: the data section is complete
-                    return
-                body = f.read(length) if length <= size else b''
-                if len(body) < length:
-                    raise TruncatedBagError(f'ends mid-write at byte {pos} of {size} '
-                                            '(record cut short)')
-                if op == 0x06:
-                    yield from self._chunk(body, want_data)
-                else:
-                    yield from self._record(op, body, want_data)
-
-    def _chunk(self, body: bytes, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
-        from rosbags.rosbag2.storage_mcap import decompress
-        _, _, usize, crc = struct.unpack_from('<QQQI', body, 0)
-        (clen,) = struct.unpack_from('<I', body, 28)
-        compression = body[32:32 + clen].decode()
-        (rlen,) = struct.unpack_from('<Q', body, 32 + clen)
-        records = body[40 + clen:40 + clen + rlen]
-        try:
-            data = decompress(records, compression, usize, crc)
-        except Exception as exc:  # noqa: BLE001
-            raise TruncatedBagError(f'damaged MCAP chunk: {_one_line(exc)}') from None
-        i = 0
-        while i + 9 <= len(data):
-            op, length = struct.unpack_from('<BQ', data, i)
-            yield from self._record(op, data[i + 9:i + 9 + length], want_data)
-            i += 9 + length
-
-    def _record(self, op: int, body: bytes, want_data: bool) -> Iterator[tuple[int, int, bytes]]:
-        if op == 0x03:  # schema: id, name, encoding, data
-            (sid,) = struct.unpack_from('<H', body, 0)
-            name, i = _mcap_str(body, 2)
-            _, i = _mcap_str(body, i)
-            (dlen,) = struct.unpack_from('<I', body, i)
-            self.schemas[sid] = (name, body[i + 4:i + 4 + dlen].decode('utf-8', 'replace'))
-        elif op == 0x04:  # channel: id, schema id, topic, encoding, metadata
-            cid, sid = struct.unpack_from('<HH', body, 0)
-            topic, _ = _mcap_str(body, 4)
-            self.channels[cid] = (topic, sid)
-        elif op == 0x05:  # message: channel, sequence, log time, publish time, data
-            cid, _, log_time, _ = struct.unpack_from('<HIQQ', body, 0)
-            yield cid, log_time, (body[22:] if want_data else b'')
-
-    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, str, int, bytes]]:
-        n = 0
-        try:
-            for cid, t, raw in self._records(want_data=True):
-                topic, sid = self.channels.get(cid, ('', 0))
-                if topic in topics:
-                    yield topic, self.schemas.get(sid, ('', ''))[0], int(t), raw
-                    n += 1
-        except TruncatedBagError as exc:
-            raise TruncatedBagError(f'{self.path}: bag {exc}; read {n} message(s) before '
-                                    'that') from None
-        if self.damage:
-            raise TruncatedBagError(f'{self.path}: bag {self.damage}')
-
-    def close(self) -> None:
-        pass
-
-
-def _mcap_str(body: bytes, i: int) -> tuple[str, int]:
-    (n,) = struct.unpack_from('<I', body, i)
-    return body[i + 4:i + 4 + n].decode('utf-8', 'replace'), i + 4 + n
-
-
-def _drop_lost_schema_entries(path: pathlib.Path, pages: int) -> None:
-    """Remove schema rows whose root page was cut off (e.g. ``sqlite_stat1`` or an index
-    written at close), which would otherwise make SQLite refuse the whole file.
-    """
-    try:
-        con = sqlite3.connect(path)
-        try:
-            con.execute('PRAGMA writable_schema=ON')
-            con.execute('DELETE FROM sqlite_master WHERE rootpage > ?', (pages,))
-            con.commit()
-        finally:
-            con.close()
-    except sqlite3.DatabaseError:
-        pass  # the reader below reports what is still unreadable
-
-
-class _Sqlite3Scan:
-    """Row-by-row reader for a ``.db3`` cut short (page count in its header > file size).
-
-    Works on a temporary copy whose header page count is set to the pages present, then
-    reads messages one by one in insertion order, stopping at the first unreadable one.
-    """
-
-    def __init__(self, path: pathlib.Path) -> None:
-        self.path = path
-        self.damage: str | None = None
-        self._tmp = tempfile.TemporaryDirectory(prefix='seg_bag_recover_')
-        copy = pathlib.Path(self._tmp.name) / path.name
-        with path.open('rb') as f:
-            header = bytearray(f.read(100))
-        if len(header) < 100 or not header.startswith(b'SQLite format 3\0'):
-            self._tmp.cleanup()
-            raise BagError('not an SQLite database')
-        (page,) = struct.unpack_from('>H', header, 16)
-        page = 65536 if page == 1 else page
-        size = path.stat().st_size
-        pages = size // page
-        shutil.copyfile(path, copy)
-        with copy.open('r+b') as f:
-            f.truncate(pages * page)
-            f.seek(28)
-            f.write(struct.pack('>I', pages))
-        _drop_lost_schema_entries(copy, pages)
-        self.db = sqlite3.connect(f'file:{copy}?immutable=1', uri=True)
-        try:
-            rows = self.db.execute('SELECT id, name, type, type_description_hash FROM topics'
-                                   ).fetchall()
-        except sqlite3.DatabaseError:
-            try:
-                rows = [(*r, None) for r in self.db.execute(
-                    'SELECT id, name, type FROM topics').fetchall()]
-            except sqlite3.DatabaseError as exc:
-                self.close()
-                raise BagError(f'unreadable database: {exc}') from None
-        self.topic_by_id = {int(r[0]): (r[1], r[2]) for r in rows}
-        self.ids = self._message_ids()
-        self.topics = {}
-        for _, tid in self.ids:
-            name, msgtype = self.topic_by_id.get(tid, ('', ''))
-            info = self.topics.setdefault(name, TopicInfo(name, msgtype, 0))
-            info.count += 1
-        for name, msgtype in self.topic_by_id.values():
-            self.topics.setdefault(name, TopicInfo(name, msgtype, 0))
-        self.damage = (f'ends mid-write ({size} bytes; {len(self.ids)} complete message(s) '
-                       'readable)')
-
-    def _message_ids(self) -> list[tuple[int, int]]:
-        ids = []
-        try:
-            last = self.db.execute('SELECT max(id) FROM messages').fetchone()[0] or 0
-        except sqlite3.DatabaseError:
-            last = 1 << 62
-        i = 1
-        while i <= last:
-            try:
-                # reading the blob walks its overflow pages: a cut-off row fails here
-                row = self.db.execute('SELECT topic_id, data FROM messages WHERE id=?',
-                                      (i,)).fetchone()
-            except sqlite3.DatabaseError:
-                break
-            if row is None:
-                if last == 1 << 62:
-                    break
-            else:
-                ids.append((i, int(row[0])))
-            i += 1
-        return ids
-
-    def messages(self, topics: Collection[str]) -> Iterator[tuple[str, str, int, bytes]]:
-        n = 0
-        for mid, tid in self.ids:
-            name, msgtype = self.topic_by_id.get(tid, ('', ''))
-            if name not in topics:
-                continue
-            try:
-                t, data = self.db.execute('SELECT timestamp, data FROM messages WHERE id=?',
-                                          (mid,)).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise TruncatedBagError(f'{self.path}: bag is damaged after {n} message(s): '
-                                        f'{exc}') from None
-            yield name, msgtype, int(t), bytes(data)
-            n += 1
-        raise TruncatedBagError(f'{self.path}: bag {self.damage}; read {n} message(s)')
-
-    def close(self) -> None:
-        db = getattr(self, 'db', None)
-        if db is not None:
-            db.close()
-            self.db = None
-        self._tmp.cleanup()
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -517,12 +294,13 @@ def header(time_ns: int, frame_id: str) -> Any:
 
 
 def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
-    """``sensor_msgs/Image`` from (H, W) or (H, W, C) uint8 pixels already in ``encoding``."""
-    array = np.ascontiguousarray(array, np.uint8)
-    h, w = array.shape[:2]
-    step = array.strides[0]
-    return typestore().types[IMAGE](header=hdr, height=h, width=w, encoding=encoding,
-                                    is_bigendian=0, step=step, data=array.reshape(-1))
+    """``sensor_msgs/Image`` of uint8 pixels already in ``encoding``, filled by
+    :func:`seg_perception.ros_image.fill_image_msg` (its encodings and shape checks).
+    """
+    from seg_perception.ros_image import fill_image_msg
+    empty = typestore().types[IMAGE](header=hdr, height=0, width=0, encoding='',
+                                     is_bigendian=0, step=0, data=np.empty(0, np.uint8))
+    return fill_image_msg(empty, array, encoding)
 
 
 def compressed_msg(image_rgb: np.ndarray, fmt: str, hdr: Any, quality: int = 95) -> Any:
@@ -548,17 +326,3 @@ def camera_info_msg(width: int, height: int, hdr: Any) -> Any:
         binning_y=0,
         roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0,
                                                       width=0, do_rectify=False))
-
-
-def mono8(msg: Any) -> np.ndarray:
-    """(H, W) uint8 pixels of a ``mono8``/``8UC1`` Image (label or ground-truth image),
-    honouring ``step``; raises :class:`BagError` for other encodings or short data.
-    """
-    if msg.encoding not in ('mono8', '8UC1'):
-        raise BagError(f'expected a mono8 label image, got encoding {msg.encoding!r}')
-    h, w, step = int(msg.height), int(msg.width), int(msg.step)
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, np.ndarray)
-                         else msg.data, np.uint8)
-    if step < w or data.size < h * step:
-        raise BagError(f'mono8 image {w}x{h} with step {step} has only {data.size} bytes')
-    return data[:h * step].reshape(h, step)[:, :w]
