@@ -45,7 +45,7 @@ lint: $(READY)
 	$(ACTIVATE) && python -m pytest -ra test/test_lint.py
 
 bench: $(READY)
-	$(ACTIVATE) && python -m bench.run_all --out docs/PERFORMANCE.md
+	$(ACTIVATE) && python -m bench.run_all --out docs/PERFORMANCE.md $(if $(BASE),--base $(BASE))
 
 freeze: $(READY)
 	$(VENV)/bin/python tools/freeze_requirements.py requirements.txt.new

@@ -15,6 +15,7 @@ import functools
 import sys
 
 from bench.common import DEFAULT_MODEL, machine_info, print_table, time_call, write_results
+from seg_perception.params import DEVICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--size', type=int, nargs=2, default=(375, 1242), metavar=('H', 'W'))
     p.add_argument('--batches', type=int, nargs='+', default=[1, 8])
     p.add_argument('--precisions', nargs='+', default=['float32', 'mixed'])
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--device', default='auto', choices=DEVICES)
     p.add_argument('--repeats', type=int, default=10)
     p.add_argument('--json', default=None, help='default bench/results/backend_<backend>_'
                                                  '<device>.json')

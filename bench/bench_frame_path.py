@@ -46,6 +46,12 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     print_table,
     write_results,
 )
+from seg_perception.params import (  # noqa: E402
+    BACKENDS,
+    DEVICES,
+    INPUT_MODES,
+    OVERLAY_ENCODINGS,
+)
 
 STAGES = ('decode', 'preprocess', 'host_device', 'post', 'overlay', 'message', 'publish')
 TARGET_MS = 2.0  # per 1242x375 frame, overlay and label both published
@@ -339,16 +345,16 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--model', default=None, help='a model file to time instead of the '
                    'stand-in (.segmodel, or .onnx with --backend onnxruntime)')
-    p.add_argument('--backend', default='keras', choices=['keras', 'onnxruntime'])
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--backend', default='keras', choices=BACKENDS)
+    p.add_argument('--device', default='auto', choices=DEVICES)
     p.add_argument('--modes', nargs='+', default=['pad', 'fit', 'resize'],
-                   choices=['fit', 'pad', 'resize'], help='input modes (one table each)')
+                   choices=INPUT_MODES, help='input modes (one table each; default pad first)')
     p.add_argument('--input-size', type=parse_size, default=(192, 384),
                    help='HxW for resize (fit uses the height); default 192x384, the default '
                         "model's geometry")
     p.add_argument('--sizes', type=parse_size, nargs='+', default=[(375, 1242), (360, 480)])
-    p.add_argument('--encodings', nargs='+', default=['rgb8', 'bgr8'],
-                   choices=['rgb8', 'bgr8'], help='input = overlay encoding')
+    p.add_argument('--encodings', nargs='+', default=list(OVERLAY_ENCODINGS),
+                   choices=OVERLAY_ENCODINGS, help='input = overlay encoding')
     p.add_argument('--repeats', type=int, default=200, help='timed frames per column')
     p.add_argument('--warmup', type=int, default=20, help='untimed frames first')
     p.add_argument('--rate', type=float, default=30.0, help='frames per second (paced)')

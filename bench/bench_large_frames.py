@@ -26,11 +26,13 @@ import sys
 import time
 from typing import Any
 
+from seg_perception.params import RELIABILITIES
+
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = REPO / 'config' / 'fastdds_large_images.xml'
 SIZES = {'1.4MB': (375, 1242), '9.4MB': (1536, 2048), '36MB': (3000, 4000)}
 TRANSPORTS = ('profile', 'large_data')
-RELIABILITY = ('best_effort', 'reliable')
+
 TOPIC = '/bench/large_image'
 
 
@@ -143,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--role', choices=['sub', 'pub'])
     p.add_argument('--size', choices=list(SIZES), default='1.4MB')
-    p.add_argument('--reliability', choices=RELIABILITY, default='best_effort')
+    p.add_argument('--reliability', choices=RELIABILITIES, default='best_effort')
     p.add_argument('--count', type=int, default=30)
     p.add_argument('--rate', type=float, default=5.0)
     p.add_argument('--timeout', type=float, default=60.0)
@@ -160,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     print('| transport | reliability | frame | sent | received | lost (reported) | '
           'unaccounted |\n|---|---|---|---|---|---|---|')
     for size in args.sizes:
-        for reliability in RELIABILITY:
+        for reliability in RELIABILITIES:
             for transport in TRANSPORTS:
                 r = run_case(transport, reliability, size, args.count, args.rate)
                 results.append(r)

@@ -44,6 +44,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     resolve_model,
     write_results,
 )
+from seg_perception.params import DEVICES  # noqa: E402
 
 START_TIMEOUT = 300.0
 
@@ -61,14 +62,23 @@ class Bench:
         self.procs: list[Any] = []
         self.count = 0
 
-    def start(self, namespace: str, params: dict[str, Any]) -> Any:
-        """Start a node process in ``namespace`` with ``params`` (plus model and device)."""
+    def start(self, namespace: str, params: dict[str, Any], source: str | None = None) -> Any:
+        """Start a node process in ``namespace`` with ``params`` (plus model and device);
+        ``source``: run the node of another checkout (``python -m seg_perception.node`` with
+        that folder first on PYTHONPATH) instead of this one's.
+        """
         h = self.h
         args = h.ros_arguments(params={'model_path': str(self.model), 'device': self.device,
                                        'input_mode': self.input_mode, **params},
                                namespace=namespace, log_level='warn')
-        proc = h.NodeProcess(h.executable('road_segmentation', 'seg_perception.node'), args,
-                             name=f'bench{namespace.replace("/", "_")}')
+        command = h.executable('road_segmentation', 'seg_perception.node')
+        env = None
+        if source:
+            command = [sys.executable, '-m', 'seg_perception.node']
+            env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+                [str(pathlib.Path(source).resolve()), os.environ.get('PYTHONPATH', '')])}
+        proc = h.NodeProcess(command, args, name=f'bench{namespace.replace("/", "_")}',
+                             env=env)
         self.procs.append(proc)
         return proc
 
@@ -175,6 +185,43 @@ def node_overhead(bench: Bench, frame: Any, frames: int, warmup: int) -> dict[st
             'bare_all_ms': [round(t * 1e3, 2) for t in bare_s]}
 
 
+def compare_sources(bench: Bench, frame: Any, frames: int, warmup: int,
+                    other: str) -> dict[str, Any]:
+    """(c): round trip through this checkout's node against another checkout's (e.g. the
+    commit before a refactor), same model and parameters, both running, frames sent to one
+    at a time, alternating in ABBA order (this, other, other, this, ...).
+    """
+    from sensor_msgs.msg import Image
+
+    ros, sides = bench.ros, {'this': ('/bench_this', None), 'other': ('/bench_other', other)}
+    setup: dict[str, tuple[Any, list[Any]]] = {}
+    for key, (ns, source) in sides.items():
+        proc = bench.start(ns, {'publish_probability': True}, source=source)
+        outs = [ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay', 'probability')]
+        pub = ros.publisher(Image, f'{ns}/image')
+        proc.wait_ready(ros, publishers=[c.topic for c in outs], subscribers=[f'{ns}/image'],
+                        timeout=START_TIMEOUT)
+        ros.wait_matched(pub)
+        for col in outs:
+            ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+        setup[key] = (pub, outs)
+    for _ in range(warmup):
+        for pub, outs in setup.values():
+            bench.round_trip([pub], outs, frame, 300)
+    times: dict[str, list[float]] = {k: [] for k in setup}
+    for i in range(frames):  # ABBA order: neither side is always first after a pause
+        for key in (('this', 'other') if i % 2 == 0 else ('other', 'this')):
+            pub, outs = setup[key]
+            times[key].append(bench.round_trip([pub], outs, frame))
+    for proc in bench.procs[-2:]:
+        proc.stop_and_check(signal.SIGINT)
+    this_ms, other_ms = (statistics.median(times[k]) * 1e3 for k in ('this', 'other'))
+    return {'size': f'{frame.shape[0]}x{frame.shape[1]}', 'other_source': other,
+            'this_ms': this_ms, 'other_ms': other_ms, 'ratio': this_ms / other_ms,
+            'this_all_ms': [round(t * 1e3, 2) for t in times['this']],
+            'other_all_ms': [round(t * 1e3, 2) for t in times['other']]}
+
+
 def cameras(bench: Bench, frame: Any, rate: float, duration: float, settle: float,
             warmup: int) -> dict[str, Any]:
     """(b): three cameras in one node against three single-camera nodes, each camera
@@ -242,11 +289,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--duration', type=float, default=20.0, help='(b) measured seconds')
     p.add_argument('--settle', type=float, default=5.0, help='(b) unmeasured seconds first')
     p.add_argument('--warmup', type=int, default=2, help='untimed frames/rounds first')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--device', default='auto', choices=DEVICES)
     p.add_argument('--input-mode', default='', choices=['', 'pad', 'resize'],
                    help="'' = the model card's (the default model: resize to 192x256); pad = "
                         'full-resolution inference')
     p.add_argument('--skip-cameras', action='store_true', help='only part (a)')
+    p.add_argument('--compare-source', metavar='DIR',
+                   help='(c): also time the node of another checkout (e.g. a git worktree '
+                        'of an earlier commit) against this one, alternating')
     p.add_argument('--json', default=None, help='results file (default '
                    'bench/results/node.json)')
     args = p.parse_args(argv)
@@ -273,6 +323,8 @@ def main(argv: list[str] | None = None) -> int:
         bench = Bench(model, args.device, args.input_mode)
         try:
             overhead = node_overhead(bench, frame, args.frames, args.warmup)
+            versus = compare_sources(bench, frame, args.frames, args.warmup,
+                                     args.compare_source) if args.compare_source else None
             cams = None if args.skip_cameras else cameras(
                 bench, frame, args.rate, args.duration, args.settle, args.warmup)
         finally:
@@ -288,6 +340,11 @@ def main(argv: list[str] | None = None) -> int:
                 ['frame', 'node round trip (ms)', 'bare segment here (ms)', 'overhead %',
                  'segment in the node (ms)', 'overhead % vs in-node segment',
                  'target <= 10 %'])
+    if versus:
+        print_table(f'(c) node round trip: this checkout vs {versus["other_source"]} '
+                    '(alternating, both running)', [versus],
+                    ['size', 'this_ms', 'other_ms', 'ratio'],
+                    ['frame', 'this node (ms)', 'other node (ms)', 'this / other'])
     if cams:
         rows = [{'setup': '3 cameras, 1 node', 'fps': cams['one_node']['fps'],
                  'rss': cams['one_node']['rss_mib']},
@@ -303,6 +360,7 @@ def main(argv: list[str] | None = None) -> int:
                                  'frames': args.frames, 'rate_hz': args.rate,
                                  'duration_s': args.duration,
                                  'warmup': args.warmup, 'overhead': overhead,
+                                 'versus': versus,
                                  'cameras': cams}, args.json)
     print(f'results: {out}')
     return 0

@@ -43,6 +43,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     time_interleaved,
     write_results,
 )
+from seg_perception.params import DEVICES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--sizes', type=parse_size, nargs='+', default=[(375, 1242), (360, 480)],
                    help='frame sizes HxW')
     p.add_argument('--batch', type=int, default=1, help='frames per batch in part (b)')
-    p.add_argument('--device', default='auto', choices=['auto', 'cpu', 'gpu'])
+    p.add_argument('--device', default='auto', choices=DEVICES)
     p.add_argument('--onnx', default=None, help='ONNX export of --model (default: export it '
                    'into a temporary file)')
     p.add_argument('--no-onnx', action='store_true', help='leave ONNX Runtime out')

@@ -23,6 +23,7 @@ import time
 from typing import Any
 
 from bench.common import REPO, SHARED_DATA, machine_info, print_table, write_results
+from seg_perception.params import PRECISIONS
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -92,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                    help='the shipped recipe')
     p.add_argument('--steps', type=int, default=6, help='timed steps per measurement')
     p.add_argument('--pipeline', default='auto', choices=['auto', 'tfdata', 'pydataset'])
-    p.add_argument('--precision', choices=['auto', 'float32', 'bfloat16', 'float16'],
+    p.add_argument('--precision', choices=PRECISIONS,
                    help='override both recipes\' precision (e.g. float32 = an AVX2-only CPU)')
     p.add_argument('--json', default=None, help='results file (default bench/results/'
                    'training.json)')

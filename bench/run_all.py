@@ -41,6 +41,10 @@ BENCHES: dict[str, tuple] = {
     'node': ('Node overhead over the bare Segmenter; three cameras in one node vs three '
              'nodes (default model, resize to 192x256; cameras saturated at 30 Hz each)',
              ['bench.bench_node', '--rate', '30']),
+    'node_vs_base': ('Node round trip of this checkout vs the --base commit (make bench '
+                     'BASE=<rev>), both nodes running, frames alternating',
+                     ['bench.bench_node', '--skip-cameras', '--frames', '40', '--json',
+                      'bench/results/node_vs_base.json', '--compare-source', '{base}']),
     'node_full_resolution': ('Node overhead with full-resolution inference (pad mode)',
                              ['bench.bench_node', '--input-mode', 'pad', '--skip-cameras',
                               '--json', 'bench/results/node_pad.json']),
@@ -63,12 +67,24 @@ def _run(module_args: list[str], env: dict[str, str] | None = None) -> tuple[int
         time.perf_counter() - t0
 
 
+def _worktree(rev: str) -> pathlib.Path:
+    """A temporary detached git worktree of ``rev`` (removed after its bench)."""
+    import tempfile
+    path = pathlib.Path(tempfile.mkdtemp(prefix='bench_base_')) / 'tree'
+    subprocess.run(['git', 'worktree', 'add', '--detach', str(path), rev], cwd=REPO,
+                   check=True, capture_output=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default=str(REPO / 'docs' / 'PERFORMANCE.md'))
     p.add_argument('--only', nargs='+', choices=sorted(BENCHES), help='run only these')
+    p.add_argument('--base', default=os.environ.get('BASE') or None, metavar='REV',
+                   help='git revision for node_vs_base (a temporary worktree); default $BASE, '
+                        'unset = that bench is skipped')
     args = p.parse_args(argv)
 
     info = machine_info()
@@ -76,7 +92,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, (title, module_args, *bench_env) in BENCHES.items():
         if args.only and name not in args.only:
             continue
+        if '{base}' in module_args and not args.base:
+            print(f'[run_all] {name}: skipped (no --base / BASE)', file=sys.stderr)
+            continue
         print(f'[run_all] {name} ...', file=sys.stderr, flush=True)
+        worktree = _worktree(args.base) if '{base}' in module_args else None
+        if worktree:
+            module_args = [a.replace('{base}', str(worktree)) for a in module_args]
         runs = [('', module_args, bench_env[0] if bench_env else None)]
         if name == 'backend':
             runs.append((' (JAX backend)', module_args, {'KERAS_BACKEND': 'jax'}))
@@ -91,6 +113,9 @@ def main(argv: list[str] | None = None) -> int:
                        f'{status}\n\n{out.strip()}\n')
             # Kept per bench, so a partial re-run (--only) still writes the whole report.
             (RESULTS_DIR / f'{name}{"_" + str(i) if i else ""}.section.md').write_text(section)
+        if worktree:
+            subprocess.run(['git', 'worktree', 'remove', '--force', str(worktree)], cwd=REPO,
+                           capture_output=True)
     sections = []
     for name in BENCHES:
         for part in sorted(RESULTS_DIR.glob(f'{name}.section.md')) + sorted(

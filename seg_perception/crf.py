@@ -20,6 +20,8 @@ import math
 import cv2
 import numpy as np
 
+from seg_perception.params import SPECS
+
 PROB_FLOOR = 1e-5  # probabilities are clipped to this before -log (finite unary energies)
 
 
@@ -48,8 +50,10 @@ class CRFParams:
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first invalid field."""
         it = self.iterations
-        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) or not 1 <= it <= 50:
-            raise ValueError(f'CRF iterations must be an integer in 1..50, got {it!r}')
+        low, high = SPECS['crf.iterations'].range
+        if isinstance(it, bool) or not isinstance(it, (int, np.integer)) \
+                or not low <= it <= high:
+            raise ValueError(f'CRF iterations must be an integer in {low}..{high}, got {it!r}')
         for name in ('sxy', 'srgb', 'gaussian_sxy'):
             value = getattr(self, name)
             if not _is_real(value) or not math.isfinite(value) or value <= 0:

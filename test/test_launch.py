@@ -35,7 +35,12 @@ import yaml
 from ros_harness import REPO, RosTestNode, load_launch_module, make_context
 
 from seg_perception import launch_common
-from seg_perception.params import PARAMETERS, ConfigError, settings_from_values
+from seg_perception.params import (
+    PARAMETERS,
+    ConfigError,
+    load_params_file,
+    settings_from_values,
+)
 
 LAUNCH = REPO / 'launch'
 LAUNCH_FILES = ('road.launch.py', 'multi_camera.launch.py')
@@ -330,21 +335,11 @@ def test_venv_hook_links_file_by_file_and_replaces_old_directory_links(
     assert second == '-q'
 
 
-def flatten(params: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in params.items():
-        if isinstance(value, dict):
-            out.update(flatten(value, f'{prefix}{key}.'))
-        else:
-            out[f'{prefix}{key}'] = value
-    return out
-
-
 @pytest.mark.parametrize('name', ['road.yaml', 'multi_camera.yaml'])
 def test_params_file_holds_valid_declared_parameters(name: str, small_model_path: Any) -> None:
     data = yaml.safe_load((REPO / 'config' / name).read_text())
     assert list(data) == ['/**/road_segmentation']
-    flat = flatten(data['/**/road_segmentation']['ros__parameters'])
+    flat = load_params_file(REPO / 'config' / name, '/some/ns/road_segmentation')
     declared = {s.name for s in PARAMETERS}
     assert set(flat) <= declared, set(flat) - declared
     # The real rcl parser, a namespaced node of that name, the node's own declarations.

@@ -37,6 +37,14 @@ from seg_perception.cli_common import (
     run_cli,
     setup_logging,
 )
+from seg_perception.params import (
+    BACKENDS,
+    DEVICES,
+    INPUT_MODES,
+    OVERLAY_ENCODINGS,
+    PRECISIONS,
+    PROVIDERS,
+)
 
 PROG = 'seg_bag'
 
@@ -79,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='rosbag2 storage (default mcap)')
     m.add_argument('--compressed', nargs='?', const='png', choices=['png', 'jpeg'],
                    help='write sensor_msgs/CompressedImage (png if no format is given)')
-    m.add_argument('--encoding', choices=['rgb8', 'bgr8'], default='rgb8',
+    m.add_argument('--encoding', choices=OVERLAY_ENCODINGS, default='rgb8',
                    help='raw image encoding (default rgb8)')
     m.add_argument('--frame-id', default='camera', help='header frame_id (default camera)')
     m.add_argument('--start-time', type=float,
@@ -101,20 +109,20 @@ def build_parser() -> argparse.ArgumentParser:
                                     'else the installed one, else node defaults)')
     e.add_argument('--model', help='model file (overrides the params file model_path): '
                                    '.segmodel, or .onnx with --backend onnxruntime')
-    e.add_argument('--backend', choices=['keras', 'onnxruntime'],
+    e.add_argument('--backend', choices=BACKENDS,
                    help='overrides backend (default: the params file, else keras; an .onnx '
                         '--model implies onnxruntime)')
-    e.add_argument('--providers', nargs='+', choices=['tensorrt', 'cuda', 'cpu'], metavar='EP',
+    e.add_argument('--providers', nargs='+', choices=PROVIDERS, metavar='EP',
                    help='overrides providers: onnxruntime execution providers in order of '
                         'preference (tensorrt cuda cpu)')
     e.add_argument('--crf', action=argparse.BooleanOptionalAction, default=None,
                    help='dense CRF on/off (overrides crf.enabled)')
     e.add_argument('--crf-scale', type=float, metavar='S',
                    help='CRF resolution factor (overrides crf.scale; implies --crf)')
-    e.add_argument('--input-mode', choices=['fit', 'pad', 'resize'], help='overrides input_mode')
+    e.add_argument('--input-mode', choices=INPUT_MODES, help='overrides input_mode')
     e.add_argument('--threshold', type=float, help='overrides threshold')
-    e.add_argument('--device', choices=['auto', 'cpu', 'gpu'], help='overrides device')
-    e.add_argument('--precision', choices=['auto', 'float32', 'bfloat16', 'float16'],
+    e.add_argument('--device', choices=DEVICES, help='overrides device')
+    e.add_argument('--precision', choices=PRECISIONS,
                    help='overrides precision')
     e.add_argument('--write-bag', action='store_true',
                    help='also write <out>/bag: the inputs plus <ns>/road/label (mono8) and '

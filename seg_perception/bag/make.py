@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from seg_perception.bag import bagfile
+from seg_perception.params import OVERLAY_ENCODINGS
 
 LOG = logging.getLogger(__name__)
 LABEL_FORMATS = ('kitti', 'camvid')
@@ -115,7 +116,7 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
     if opt.compressed not in (None, 'png', 'jpeg'):
         raise bagfile.BagError("compressed format must be 'png' or 'jpeg', got "
                                f'{opt.compressed!r}')
-    if opt.encoding not in ('rgb8', 'bgr8'):
+    if opt.encoding not in OVERLAY_ENCODINGS:  # the raw colour encodings the node publishes
         raise bagfile.BagError(f"encoding must be 'rgb8' or 'bgr8', got {opt.encoding!r}")
     if not opt.topic.startswith('/'):
         raise bagfile.BagError(f'--topic must be absolute (start with /), got {opt.topic!r}')
