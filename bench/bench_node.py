@@ -82,6 +82,24 @@ class Bench:
         self.procs.append(proc)
         return proc
 
+    def connect(self, ns: str, params: dict[str, Any], source: str | None = None,
+                ) -> tuple[Any, Any, list[Any]]:
+        """Start a node in ``ns`` and connect to it: (process, image publisher, collectors of
+        road/label, road/overlay, road/probability), every match established.
+        """
+        from sensor_msgs.msg import Image
+
+        ros = self.ros
+        proc = self.start(ns, params, source=source)
+        outs = [ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay', 'probability')]
+        pub = ros.publisher(Image, f'{ns}/image')
+        proc.wait_ready(ros, publishers=[c.topic for c in outs], subscribers=[f'{ns}/image'],
+                        timeout=START_TIMEOUT)
+        ros.wait_matched(pub)
+        for col in outs:
+            ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+        return proc, pub, outs
+
     def message(self, frame: Any) -> Any:
         """An rgb8 Image of ``frame`` with a fresh stamp and a unique frame id."""
         from sensor_msgs.msg import Image
@@ -135,23 +153,16 @@ class Bench:
 def node_overhead(bench: Bench, frame: Any, frames: int, warmup: int) -> dict[str, Any]:
     """(a): round trip through the node against the bare Segmenter call."""
     from diagnostic_msgs.msg import DiagnosticArray
-    from sensor_msgs.msg import Image
 
     from seg_perception.segmenter import Segmenter
 
     ns = '/bench_overhead'
     # Diagnostics every 0.1 s: with one frame in flight each report holds at most one
     # frame's inference time (the node's own Segmenter.segment call).
-    proc = bench.start(ns, {'publish_probability': True, 'diagnostics_period': 0.1})
     ros = bench.ros
-    outs = [ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay', 'probability')]
     diag = ros.collect('/diagnostics', DiagnosticArray)
-    pub = ros.publisher(Image, f'{ns}/image')
-    proc.wait_ready(ros, publishers=[c.topic for c in outs], subscribers=[f'{ns}/image'],
-                    timeout=START_TIMEOUT)
-    ros.wait_matched(pub)
-    for col in outs:
-        ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+    proc, pub, outs = bench.connect(ns, {'publish_probability': True,
+                                         'diagnostics_period': 0.1})
     seg = Segmenter(bench.model, device=bench.device, input_mode=bench.input_mode or None)
     # Warm-up: the node and the in-process Segmenter compile for this frame size.
     for _ in range(warmup):
@@ -191,19 +202,10 @@ def compare_sources(bench: Bench, frame: Any, frames: int, warmup: int,
     commit before a refactor), same model and parameters, both running, frames sent to one
     at a time, alternating in ABBA order (this, other, other, this, ...).
     """
-    from sensor_msgs.msg import Image
-
-    ros, sides = bench.ros, {'this': ('/bench_this', None), 'other': ('/bench_other', other)}
+    sides = {'this': ('/bench_this', None), 'other': ('/bench_other', other)}
     setup: dict[str, tuple[Any, list[Any]]] = {}
     for key, (ns, source) in sides.items():
-        proc = bench.start(ns, {'publish_probability': True}, source=source)
-        outs = [ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay', 'probability')]
-        pub = ros.publisher(Image, f'{ns}/image')
-        proc.wait_ready(ros, publishers=[c.topic for c in outs], subscribers=[f'{ns}/image'],
-                        timeout=START_TIMEOUT)
-        ros.wait_matched(pub)
-        for col in outs:
-            ros.spin_until(lambda c=col: c.subscription.get_publisher_count() > 0, 30, col.topic)
+        _, pub, outs = bench.connect(ns, {'publish_probability': True}, source=source)
         setup[key] = (pub, outs)
     for _ in range(warmup):
         for pub, outs in setup.values():
