@@ -7,14 +7,16 @@
       AMX/AVX512-BF16), same model file. Target: Segmenter <= 1/3 of predict's time.
     * ``Segmenter`` on ONNX Runtime (CPU execution provider, float32): the same model
       exported with ``seg_export`` into a temporary file (or ``--onnx``); skipped without
-      onnxruntime/tf2onnx or with ``--no-onnx``.
+      onnxruntime/tf2onnx or with ``--no-onnx``;
+    * ``Segmenter`` on ONNX Runtime with the int8 (static QDQ) version of that export
+      (:mod:`seg_perception.onnx_quantize`, calibrated on ``--calibration-frames``).
 
 To see an AVX2-only CPU on an AVX-512 machine, cap oneDNN (TensorFlow's CPU kernels) with
 ``ONEDNN_MAX_CPU_ISA=AVX2`` (``make bench`` runs this bench that way too). The cap does not
 reach ONNX Runtime's own kernels, so that run leaves ONNX Runtime out.
 (b) ``Segmenter.segment`` against the bare compiled forward pass
     (``Segmenter.forward`` on the already prepared batch) on the same batch: the
-    overhead of preprocessing, softmax slicing, restore and labels. Target: <= 5 %.
+    overhead of preprocessing, softmax slicing and restore. Target: <= 5 %.
     Also measured inside each call (``segment`` wall time minus its ``last_forward_ms``),
     which is immune to load changes between calls.
 
@@ -36,6 +38,7 @@ from typing import Any
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
 from bench.common import (  # noqa: E402 - the environment above must be set first
+    REPO,
     machine_info,
     parse_size,
     print_table,
@@ -61,6 +64,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument('--onnx', default=None, help='ONNX export of --model (default: export it '
                    'into a temporary file)')
     p.add_argument('--no-onnx', action='store_true', help='leave ONNX Runtime out')
+    p.add_argument('--calibration-frames', default=str(REPO / 'demo' / 'frames'),
+                   help='real frames to calibrate the int8 ONNX model on (default '
+                        'demo/frames; its accuracy is measured with seg_evaluate, not here)')
     p.add_argument('--json', default=None, help='results file (default '
                    'bench/results/segmenter.json)')
     args = p.parse_args(argv)
@@ -84,9 +90,11 @@ def main(argv: list[str] | None = None) -> int:
         seg_auto = Segmenter(model_path, device=args.device, precision='auto',
                              input_mode='pad')
         plain, card = load_model(model_path)  # the same file, float32, for model.predict
-        seg_ort, ort_note = None, 'left out (--no-onnx)'
+        seg_ort, seg_int8, ort_note = None, None, 'left out (--no-onnx)'
         if not args.no_onnx:
-            seg_ort, ort_note = _ort_segmenter(args.onnx, plain, card, pathlib.Path(tmp))
+            seg_ort, seg_int8, ort_note = _ort_segmenters(args.onnx, plain, card,
+                                                          pathlib.Path(tmp),
+                                                          args.calibration_frames)
 
     def predict_pipeline(frame: np.ndarray) -> np.ndarray:
         batch, geoms = preprocess.prepare_batch([frame], 'pad')
@@ -107,6 +115,8 @@ def main(argv: list[str] | None = None) -> int:
         }
         if seg_ort is not None:
             variants['segmenter_onnxruntime'] = lambda f=frame: seg_ort.segment([f])
+        if seg_int8 is not None:
+            variants['segmenter_onnxruntime_int8'] = lambda f=frame: seg_int8.segment([f])
         t = time_interleaved(variants, repeats=args.repeats, warmup=args.warmup)
         pred = t['predict']['median_ms']
         best = min((v['median_ms'], k) for k, v in t.items() if k != 'predict')
@@ -122,6 +132,9 @@ def main(argv: list[str] | None = None) -> int:
         if seg_ort is not None:
             row['seg_ort_ms'] = t['segmenter_onnxruntime']['median_ms']
             row['ratio_ort'] = row['seg_ort_ms'] / pred
+        if seg_int8 is not None:
+            row['seg_int8_ms'] = t['segmenter_onnxruntime_int8']['median_ms']
+            row['ratio_int8'] = row['seg_int8_ms'] / pred
         rows_a.append(row)
 
         frames = [frame] * args.batch
@@ -148,12 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         })
         raw[f'{h}x{w}'] = {'a': t, 'b': tb}
 
-    columns_a = ['size', 'predict_ms', 'seg32_ms', 'seg_auto_ms', 'seg_ort_ms', 'ratio32',
-                 'ratio_auto', 'ratio_ort', 'fastest', 'ratio_best', 'target']
+    columns_a = ['size', 'predict_ms', 'seg32_ms', 'seg_auto_ms', 'seg_ort_ms', 'seg_int8_ms',
+                 'ratio32', 'ratio_auto', 'ratio_ort', 'ratio_int8', 'fastest', 'ratio_best',
+                 'target']
     headers_a = ['frame', 'predict loop (ms)', 'Segmenter float32 (ms)',
                  f'Segmenter auto={seg_auto.precision} (ms)', 'Segmenter onnxruntime CPU '
-                 'float32 (ms)', 'float32 / predict', 'auto / predict', 'onnxruntime / predict',
-                 'fastest', 'fastest / predict', 'target fastest <= 1/3']
+                 'float32 (ms)', 'Segmenter onnxruntime CPU int8 (ms)', 'float32 / predict',
+                 'auto / predict', 'onnxruntime / predict', 'int8 / predict', 'fastest',
+                 'fastest / predict', 'target fastest <= 1/3']
     columns_b = ['size', 'segment_ms', 'forward_ms', 'overhead_pct', 'overhead_in_call_pct',
                  'target']
     headers_b = ['batch', 'segment (ms)', 'forward (ms)', 'overhead % (medians)',
@@ -177,23 +192,36 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _ort_segmenter(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
-                   ) -> tuple[Any, str]:
-    """``(Segmenter on ONNX Runtime's CPU provider, note)``, or ``(None, why not)``."""
+def _ort_segmenters(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
+                    calibration: str) -> tuple[Any, Any, str]:
+    """``(float32 Segmenter, int8 Segmenter, note)`` on ONNX Runtime's CPU provider; ``None``
+    for what cannot run (the note says why).
+    """
     from seg_perception.ort_backend import onnxruntime_installed
     from seg_perception.segmenter import Segmenter
     if not onnxruntime_installed():
-        return None, 'not installed'
+        return None, None, 'not installed'
     path = pathlib.Path(onnx) if onnx else tmp / 'model.onnx'
     if not onnx:
         from seg_perception.onnx_export import ExportError, export_onnx
         try:
             export_onnx(model, card, path)
         except ExportError as exc:
-            return None, f'no export ({exc})'
+            return None, None, f'no export ({exc})'
     import onnxruntime
+
+    from seg_perception.export_cli import image_files
+    from seg_perception.image_io import read_rgb
+    from seg_perception.onnx_quantize import quantize_int8
     seg = Segmenter(path, backend='onnxruntime', providers=('cpu',), input_mode='pad')
-    return seg, f'{onnxruntime.__version__}, {", ".join(seg.providers)}'
+    note = f'{onnxruntime.__version__}, {", ".join(seg.providers)}'
+    frames = [read_rgb(f) for f in image_files(calibration)[:32]]
+    if not frames:
+        return seg, None, note + f'; int8 left out (no frames in {calibration})'
+    quantize_int8(path, tmp / 'model_int8.onnx', frames, card)
+    seg8 = Segmenter(tmp / 'model_int8.onnx', backend='onnxruntime', providers=('cpu',),
+                     input_mode='pad')
+    return seg, seg8, note + f'; int8 calibrated on {len(frames)} frames of {calibration}'
 
 
 if __name__ == '__main__':

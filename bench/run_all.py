@@ -25,9 +25,9 @@ from bench.common import REPO, RESULTS_DIR, machine_info
 
 # name -> (title, module and arguments[, environment of the run])
 BENCHES: dict[str, tuple] = {
-    'segmenter': ('Segmenter (TensorFlow float32 / auto precision, ONNX Runtime CPU) vs a '
-                  'per-frame predict loop, and its overhead over the bare compiled forward '
-                  'pass', ['bench.bench_segmenter']),
+    'segmenter': ('Segmenter (TensorFlow float32 / auto precision, ONNX Runtime CPU float32 '
+                  '/ int8) vs a per-frame predict loop, and its overhead over the bare '
+                  'compiled forward pass', ['bench.bench_segmenter']),
     'segmenter_avx2': ('The same on an AVX2-only CPU, emulated: oneDNN capped at AVX2 '
                        '(ONEDNN_MAX_CPU_ISA=AVX2; ONNX Runtime left out, the cap does not '
                        'reach it)',

@@ -5,6 +5,8 @@ Examples::
     seg_export --model models/road_fcn8s_vgg16.segmodel --out road.onnx
     seg_export --model runs/road/model.segmodel --format savedmodel --out road_savedmodel
     seg_export --model M.segmodel --out m.onnx --check-frames ~/data/data_road/testing/image_2
+    seg_export --model M.segmodel --out m_int8.onnx --quantize int8 \
+        --calibration-frames ~/data/data_road/testing/image_2 --check-frames demo/frames
 
 The ONNX graph takes ``image`` uint8 RGB (N, H, W, 3) with dynamic H and W (multiples of
 32; the Segmenter pads/scales frames to fit), normalises inside like the Keras model, and
@@ -12,6 +14,10 @@ returns ``probabilities`` float32 (N, H, W, C) softmax; the model card travels i
 metadata. After exporting, the exported model and the Keras model run the same real frames
 (at the card geometry) and the largest absolute probability difference and the label
 agreement are printed (and stored in ``<out>.check.json``).
+
+``--quantize int8`` writes the int8 (QDQ) version instead (:mod:`seg_perception.onnx_quantize`),
+calibrated on ``--calibration-frames``: real frames of the target cameras, preferably not the
+check frames (the check then measures frames the calibration never saw).
 """
 from __future__ import annotations
 
@@ -45,6 +51,13 @@ def build_parser() -> argparse.ArgumentParser:
                         'the export on (default: demo/frames)')
     p.add_argument('--check-limit', type=int, default=8, help='frames compared (default 8)')
     p.add_argument('--no-check', action='store_true', help='skip the comparison')
+    p.add_argument('--quantize', choices=['none', 'int8'], default='none',
+                   help='onnx: post-training int8 quantization (ONNX Runtime static QDQ)')
+    p.add_argument('--calibration-frames', metavar='DIR',
+                   help='with --quantize int8: folder (searched recursively) of real frames '
+                        'to calibrate activation ranges on')
+    p.add_argument('--calibration-limit', type=int, default=32,
+                   help='calibration frames used (default 32, spread over the folder)')
     p.add_argument('-v', '--verbose', action='store_true')
     return p
 
@@ -63,6 +76,19 @@ def validate(args: argparse.Namespace) -> None:
     else:
         check_out_dir(out)
     check_model_file(args.model)
+    if args.quantize == 'int8':
+        if args.format != 'onnx':
+            raise CliError('--quantize int8 needs --format onnx')
+        if not args.calibration_frames or not pathlib.Path(args.calibration_frames).is_dir():
+            raise CliError(f'--quantize int8 needs --calibration-frames: a folder of real '
+                           f'frames (got {args.calibration_frames})')
+        if args.calibration_limit < 1:
+            raise CliError(f'--calibration-limit must be >= 1, got {args.calibration_limit}')
+        from seg_perception.ort_backend import OrtError, require_onnxruntime
+        try:
+            require_onnxruntime()
+        except OrtError as exc:
+            raise CliError(str(exc)) from None
     if not args.no_check and not pathlib.Path(args.check_frames).is_dir():
         raise CliError(f'--check-frames {args.check_frames}: folder not found (or --no-check)')
 
@@ -75,8 +101,7 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
     from seg_perception.image_io import read_rgb
     from seg_perception.segmenter import Segmenter
 
-    files = sorted(p for p in pathlib.Path(frames_dir).rglob('*')
-                   if p.suffix.lower() in ('.png', '.jpg', '.jpeg'))[:limit]
+    files = image_files(frames_dir)[:limit]
     if not files:
         raise _Fail(f'--check-frames {frames_dir}: no images found')
     keras_seg = Segmenter(model_path, precision='float32')
@@ -106,6 +131,38 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
             'max_abs_prob_diff': max_diff, 'label_agreement': agree / pixels}
 
 
+def image_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
+    """Camera frames (PNG/JPEG) under ``folder`` (recursively), sorted; label images in
+    ground-truth folders (CamVid ``*annot``, KITTI ``gt_*``) are not frames and are skipped.
+    """
+    root = pathlib.Path(folder)
+    return sorted(p for p in root.rglob('*') if p.suffix.lower() in ('.png', '.jpg', '.jpeg')
+                  and not any(d.endswith('annot') or d.startswith('gt_')
+                              for d in p.relative_to(root).parts[:-1]))
+
+
+def quantize(float_path: pathlib.Path, out: pathlib.Path, card: object,
+             args: argparse.Namespace) -> dict[str, object]:
+    """The int8 version of ``float_path`` at ``out``, calibrated on
+    ``--calibration-limit`` frames spread over ``--calibration-frames``.
+    """
+    import numpy as np
+
+    from seg_perception.image_io import read_rgb
+    from seg_perception.onnx_quantize import QuantizeError, quantize_int8
+
+    files = image_files(args.calibration_frames)
+    if not files:
+        raise _Fail(f'--calibration-frames {args.calibration_frames}: no images found')
+    n = min(args.calibration_limit, len(files))
+    picked = [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()]
+    try:
+        info = quantize_int8(float_path, out, [read_rgb(f) for f in picked], card)
+    except QuantizeError as exc:
+        raise _Fail(str(exc)) from None
+    return {**info, 'calibration_dir': str(args.calibration_frames)}
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``seg_export``."""
     args = build_parser().parse_args(argv)
@@ -121,10 +178,20 @@ def main(argv: list[str] | None = None) -> int:
         out = pathlib.Path(args.out)
         if args.format == 'onnx':
             from seg_perception.onnx_export import ExportError, export_onnx
+            target = out.with_name(out.stem + '.float32.onnx') if args.quantize == 'int8' \
+                else out
             try:
-                export_onnx(model, card, out, args.opset)
+                export_onnx(model, card, target, args.opset)
             except ExportError as exc:
                 raise _Fail(str(exc)) from None
+            if args.quantize == 'int8':
+                try:
+                    quant = quantize(target, out, card, args)
+                finally:
+                    target.unlink(missing_ok=True)
+                print(f"int8: calibrated on {quant['calibration_frames']} frame(s); "
+                      f"{quant['float32_bytes'] / 2**20:.1f} MiB -> "
+                      f"{quant['int8_bytes'] / 2**20:.1f} MiB")
         else:
             from seg_perception.model_io import export_saved_model
             export_saved_model(model, card, out)
@@ -132,6 +199,11 @@ def main(argv: list[str] | None = None) -> int:
         if not args.no_check:
             result = compare(pathlib.Path(args.model), out, args.format, args.check_frames,
                              args.check_limit)
+            if args.quantize == 'int8':
+                result['quantization'] = quant
+                result['check_frames_are_calibration_frames'] = (
+                    pathlib.Path(args.check_frames).resolve()
+                    == pathlib.Path(args.calibration_frames).resolve())
             check = out.with_name(out.name + '.check.json')
             check.write_text(json.dumps(result, indent=2))
             print(f"check on {result['frames']} real frames ({result['geometry']}): max |p_keras"

@@ -90,3 +90,41 @@ def test_cli_rejects_bad_arguments_before_importing_tensorflow(tmp_path: pathlib
     assert out.stderr.strip().splitlines()[-1] == \
         'seg_export: error: --out x.pb: an ONNX export needs a .onnx file name'
     assert not (tmp_path / 'x.pb').exists()
+
+
+def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.Path,
+                                                     tmp_path: pathlib.Path) -> None:
+    """``--quantize int8``: a smaller QDQ model with the card inside, close to Keras on real
+    frames the calibration did not see (demo KITTI frames calibrate, CamVid ones check).
+    """
+    frames = pathlib.Path(__file__).resolve().parent.parent / 'demo' / 'frames'
+    out = tmp_path / 'small_int8.onnx'
+    rc = export_cli.main(['--model', str(small_model_path), '--out', str(out),
+                          '--quantize', 'int8', '--calibration-frames', str(frames / 'kitti'),
+                          '--check-frames', str(frames / 'camvid'), '--check-limit', '2'])
+    assert rc == 0 and not (tmp_path / 'small_int8.float32.onnx').exists()
+    check = json.loads(out.with_name(out.name + '.check.json').read_text())
+    q = check['quantization']
+    assert q['calibration_frames'] >= 1 and q['int8_bytes'] < q['float32_bytes'] / 2
+    assert check['check_frames_are_calibration_frames'] is False
+    assert check['label_agreement'] > 0.9  # random weights: a loose bound on closeness
+    seg = Segmenter(out, backend='onnxruntime', providers=('cpu',))
+    assert seg.card.to_json() == read_card(small_model_path).to_json()
+    (res,) = seg.segment([np.zeros((70, 100, 3), np.uint8)])
+    assert res.probability.shape == (70, 100) and np.isfinite(res.probability).all()
+    import onnx
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+
+
+def test_int8_needs_calibration_frames(small_model_path: pathlib.Path,
+                                       tmp_path: pathlib.Path) -> None:
+    code = ('import sys\nfrom seg_perception import export_cli\n'
+            f'rc = export_cli.main(["--model", {str(small_model_path)!r}, "--out", '
+            f'{str(tmp_path / "m.onnx")!r}, "--quantize", "int8"])\n'
+            'print(rc, "tensorflow" in sys.modules)\n')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.stdout.split() == ['1', 'False']
+    assert out.stderr.strip().splitlines()[-1].startswith(
+        'seg_export: error: --quantize int8 needs --calibration-frames')
