@@ -105,8 +105,8 @@ def stand_in(mode: str, input_size: tuple[int, int]) -> tuple[Any, Any]:
 
 
 def compute_only(seg: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
-    """``(put, compute)``: the bare compiled model on a batch already on the device, as the
-    Segmenter builds it (same backend and device), for the subtraction.
+    """``(put, compute)``: the Segmenter's own compiled model (``Segmenter.stages``) on a
+    batch already on the device, each stage finished before it returns, for the subtraction.
     """
     import keras
     if getattr(seg, 'backend', 'keras') == 'onnxruntime':
@@ -126,39 +126,21 @@ def compute_only(seg: Any) -> tuple[Callable[[Any], Any], Callable[[Any], Any]]:
             ort.session.run_with_iobinding(binding)
             return binding
         return put_gpu, compute_gpu
+    put, compute, _ = seg.stages
     backend = keras.backend.backend()
-    model = seg.model
     if backend == 'tensorflow':
         import tensorflow as tf
         device = '/GPU:0' if seg.device == 'gpu' else '/CPU:0'
 
-        @tf.function(jit_compile=seg.jit, reduce_retracing=True)
-        def probs_fn(x: Any) -> Any:
-            p = tf.nn.softmax(model(x, training=False), axis=-1)
-            return p[..., seg.road_class], p
-
-        def put(b: Any) -> Any:
-            with tf.device(device):
-                return tf.identity(tf.constant(b))
-
-        def compute(x: Any) -> Any:
-            with tf.device(device):
-                return probs_fn(x)
-        return put, compute
+        def put_tf(b: Any) -> Any:
+            with tf.device(device):  # tf.constant stays on the host until used: copy now
+                return tf.identity(put(b))
+        return put_tf, compute
     if backend == 'jax':
         import jax
-        dev = jax.devices('gpu' if seg.device == 'gpu' else 'cpu')[0]
-        tv = [jax.device_put(v.value, dev) for v in model.trainable_variables]
-        ntv = [jax.device_put(v.value, dev) for v in model.non_trainable_variables]
-
-        @jax.jit
-        def fn(tv: Any, ntv: Any, x: Any) -> Any:
-            logits, _ = model.stateless_call(tv, ntv, x, training=False)
-            p = jax.nn.softmax(logits.astype('float32'), axis=-1)
-            return p[..., seg.road_class], p
-        return ((lambda b: jax.device_put(b, dev).block_until_ready()),
-                (lambda x: jax.block_until_ready(fn(tv, ntv, x))))
-    return (lambda b: b), (lambda b: model(b, training=False))
+        return ((lambda b: put(b).block_until_ready()),
+                (lambda x: jax.block_until_ready(compute(x))))
+    return put, compute
 
 
 class Sink:

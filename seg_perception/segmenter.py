@@ -168,17 +168,38 @@ class Segmenter:
         self.road_class = int(self.card.road_class)
         self.num_classes = int(self.card.num_classes)
         self.jit = (self.device == 'gpu') if jit is None else bool(jit)
-        self.forward = self._build_forward()
+        # Keras: the forward pass in stages (put, compute, to_host); ONNX Runtime: its session
+        self.stages = None if self._ort is not None else self._device_stages()
+        self.forward = self._ort if self._ort is not None else self._staged_forward()
         self.last_forward_ms = 0.0
 
     # -- compiled forward pass -------------------------------------------------------
-    def _build_forward(self) -> Callable[[np.ndarray, bool], tuple[np.ndarray, ...]]:
-        """The compiled forward pass :attr:`forward`: f(uint8 (N, H, W, 3) RGB batch, sides
-        multiples of 32; want_all) -> (road probability (N, H, W) float32, [class
-        probabilities (N, H, W, C) float32 when want_all]), one host transfer.
+    def _staged_forward(self) -> Callable[[np.ndarray, bool], tuple[np.ndarray, ...]]:
+        """The compiled forward pass :attr:`forward` from :attr:`stages`: f(uint8 (N, H, W,
+        3) RGB batch, sides multiples of 32; want_all) -> (road probability (N, H, W)
+        float32, [class probabilities (N, H, W, C) float32 when want_all]), one host
+        transfer.
         """
-        if self._ort is not None:
-            return self._ort
+        put, compute, to_host = self.stages
+        road = self.road_class
+
+        def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
+            # One host transfer per pass: the road channel alone, or everything once (the
+            # road channel is then a view of it).
+            road_p, p = compute(put(batch))
+            if want_all:
+                probs = to_host(p)
+                return probs[..., road], probs
+            return (to_host(road_p),)
+        return forward
+
+    def _device_stages(self) -> tuple[Callable[[np.ndarray], Any], Callable[[Any], Any],
+                                      Callable[[Any], np.ndarray]]:
+        """The Keras forward pass in stages, kept as :attr:`stages` (benchmarks time them
+        apart): ``put`` (uint8 batch -> the device's input), ``compute`` (compiled: input
+        -> (road probability, class probabilities) on the device, the road slice inside
+        the graph), ``to_host`` (a device array -> numpy).
+        """
         backend = keras.backend.backend()
         model, road = self.model, self.road_class
         if backend == 'tensorflow':
@@ -190,16 +211,14 @@ class Segmenter:
                 p = tf.nn.softmax(model(x, training=False), axis=-1)
                 return p[..., road], p  # the slice in the graph: no extra eager op
 
-            def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
-                # One host transfer per pass: the road channel alone, or everything once
-                # (the road channel is then a view of it).
+            def put(batch: np.ndarray) -> Any:
                 with tf.device(device):
-                    road_p, p = probs_fn(tf.constant(batch))
-                    if want_all:
-                        probs = p.numpy()
-                        return probs[..., road], probs
-                    return (road_p.numpy(),)
-            return forward
+                    return tf.constant(batch)
+
+            def compute(x: Any) -> Any:
+                with tf.device(device):
+                    return probs_fn(x)
+            return put, compute, lambda t: t.numpy()
         if backend == 'jax':
             import jax
             dev = jax.devices('gpu' if self.device == 'gpu' else 'cpu')[0]
@@ -207,24 +226,17 @@ class Segmenter:
             ntv = [jax.device_put(v.value, dev) for v in model.non_trainable_variables]
 
             @jax.jit
-            def probs_fn(tv: Any, ntv: Any, x: Any) -> Any:
+            def jax_probs(tv: Any, ntv: Any, x: Any) -> Any:
                 logits, _ = model.stateless_call(tv, ntv, x, training=False)
                 p = jax.nn.softmax(logits.astype('float32'), axis=-1)
                 return p[..., road], p
+            return ((lambda batch: jax.device_put(batch, dev)),
+                    (lambda x: jax_probs(tv, ntv, x)), np.asarray)
 
-            def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
-                road_p, p = probs_fn(tv, ntv, jax.device_put(batch, dev))
-                if want_all:  # one host transfer per pass (see the TensorFlow branch)
-                    probs = np.asarray(p)
-                    return probs[..., road], probs
-                return (np.asarray(road_p),)
-            return forward
-
-        def forward(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
-            p = keras.ops.convert_to_numpy(
-                keras.ops.softmax(model(batch, training=False), axis=-1))
-            return (p[..., road], p) if want_all else (p[..., road],)
-        return forward
+        def compute_other(x: Any) -> Any:
+            p = keras.ops.softmax(model(x, training=False), axis=-1)
+            return p[..., road], p
+        return (lambda batch: batch), compute_other, keras.ops.convert_to_numpy
 
     def warmup(self, shapes: Sequence[tuple[int, int]] = ()) -> None:
         """Compile for the given (height, width) frame sizes (default: the model size)."""
