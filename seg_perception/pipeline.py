@@ -15,7 +15,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from seg_perception import render
+from seg_perception import preprocess, render
 from seg_perception.params import ConfigError, Settings
 
 
@@ -170,8 +170,7 @@ class Pipeline:
         if use_crf:
             params = self.crf if crf_iterations is None else dataclasses.replace(
                 self.crf, iterations=int(crf_iterations))
-            flags = [bool(bgr)] * len(images) if isinstance(bgr, (bool, np.bool_)) else bgr
-            for image, is_bgr, p in zip(images, flags, probs):
+            for image, is_bgr, p in zip(images, preprocess.bgr_flags(bgr, len(images)), probs):
                 rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB) if is_bgr else image
                 self._refine(rgb, p, params)
         self.last_crf_ms = (time.perf_counter() - t1) * 1e3 if use_crf else 0.0

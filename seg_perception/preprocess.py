@@ -67,6 +67,18 @@ def check_frame(image: np.ndarray) -> None:
         raise InputError(f'frame {w}x{h} is too large (maximum {MAX_PIXELS} pixels)')
 
 
+def bgr_flags(bgr: bool | Sequence[bool], n: int) -> list[bool]:
+    """One BGR flag per frame from one flag for all ``n`` frames or one each.
+
+    Raises:
+        InputError: a list of flags whose length is not ``n``.
+    """
+    flags = [bool(bgr)] * n if isinstance(bgr, (bool, np.bool_)) else [bool(f) for f in bgr]
+    if len(flags) != n:
+        raise InputError(f'bgr: {len(flags)} flags for {n} frames')
+    return flags
+
+
 def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
                   size: tuple[int, int] | None = None,
                   bgr: bool | Sequence[bool] = False, check: bool = True,
@@ -110,9 +122,7 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
     elif mode == 'pad':
         hb = round_up(max(im.shape[0] for im in images))
         wb = round_up(max(im.shape[1] for im in images))
-    flags = [bool(bgr)] * len(images) if isinstance(bgr, (bool, np.bool_)) else list(bgr)
-    if len(flags) != len(images):
-        raise InputError(f'bgr: {len(flags)} flags for {len(images)} frames')
+    flags = bgr_flags(bgr, len(images))
     batch = np.empty((len(images), hb, wb, 3), np.uint8)
     geometries = []
     for i, image in enumerate(images):
