@@ -154,11 +154,8 @@ class RoadSegmentationNode(LifecycleNode):
         if s.threshold is None:  # publish the effective value
             self.set_parameters([Parameter('threshold', value=self.pipeline.threshold)])
             self._threshold_from_card = True
-        self._runtime = Runtime(self.pipeline.threshold, bool(self._value('crf.enabled')),
-                                int(self._value('crf.iterations')),
-                                float(self._value('overlay.alpha')))
-        if self._runtime.crf_enabled:
-            pipeline.require_crf()
+        self._runtime = Runtime(self.pipeline.threshold, s.crf_enabled, s.crf['iterations'],
+                                s.overlay_alpha)  # from_settings checked the CRF when on
         t0 = time.perf_counter()
         self.pipeline.warmup(max(1, len(s.cameras)))
         self.get_logger().info(f'warm-up done in {time.perf_counter() - t0:.1f} s')
