@@ -210,12 +210,11 @@ def _ort_segmenters(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
             return None, None, f'no export ({exc})'
     import onnxruntime
 
-    from seg_perception.export_cli import image_files
-    from seg_perception.image_io import read_rgb
+    from seg_perception.export_cli import calibration_frames
     from seg_perception.onnx_quantize import quantize_int8
     seg = Segmenter(path, backend='onnxruntime', providers=('cpu',), input_mode='pad')
     note = f'{onnxruntime.__version__}, {", ".join(seg.providers)}'
-    frames = [read_rgb(f) for f in image_files(calibration)[:32]]
+    frames = calibration_frames(calibration, 32)
     if not frames:
         return seg, None, note + f'; int8 left out (no frames in {calibration})'
     quantize_int8(path, tmp / 'model_int8.onnx', frames, card)

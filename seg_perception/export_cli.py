@@ -141,23 +141,31 @@ def image_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
                               for d in p.relative_to(root).parts[:-1]))
 
 
+def calibration_frames(folder: str | pathlib.Path, limit: int) -> list[object]:
+    """Up to ``limit`` frames of :func:`image_files` of ``folder``, spread evenly over it,
+    as (H, W, 3) uint8 RGB arrays ([] when there are none).
+    """
+    import numpy as np
+
+    from seg_perception.image_io import read_rgb
+
+    files = image_files(folder)
+    n = min(limit, len(files))
+    return [read_rgb(files[int(i)]) for i in np.linspace(0, len(files) - 1, n).round()]
+
+
 def quantize(float_path: pathlib.Path, out: pathlib.Path, card: object,
              args: argparse.Namespace) -> dict[str, object]:
     """The int8 version of ``float_path`` at ``out``, calibrated on
     ``--calibration-limit`` frames spread over ``--calibration-frames``.
     """
-    import numpy as np
-
-    from seg_perception.image_io import read_rgb
     from seg_perception.onnx_quantize import QuantizeError, quantize_int8
 
-    files = image_files(args.calibration_frames)
-    if not files:
+    frames = calibration_frames(args.calibration_frames, args.calibration_limit)
+    if not frames:
         raise _Fail(f'--calibration-frames {args.calibration_frames}: no images found')
-    n = min(args.calibration_limit, len(files))
-    picked = [files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()]
     try:
-        info = quantize_int8(float_path, out, [read_rgb(f) for f in picked], card)
+        info = quantize_int8(float_path, out, frames, card)
     except QuantizeError as exc:
         raise _Fail(str(exc)) from None
     return {**info, 'calibration_dir': str(args.calibration_frames)}
