@@ -412,26 +412,27 @@ def _report(out: pathlib.Path, bag_path: Any, session: _Session, rec: _Recorder,
     from seg_perception.report import ReportSpec, percentiles, write_report
     with rec.lock:
         sent = list(session.sent)
-    got = [s for s in sent if s.received is not None]
-    e2e = [(s.received - s.stamp) / 1e6 for s in got]
-    p2r = [(s.received - s.published) / 1e6 for s in got]
-    transport = [(s.arrival - s.source) / 1e6 for s in got if s.arrival and s.source]
+    records = [s.record() for s in sent]
+    got = [r for r in records if r.received_ns is not None]
+    transport = [(s.arrival - s.source) / 1e6 for s in sent
+                 if s.received is not None and s.arrival and s.source]
     per_topic = {}
     for t in plan:
-        st = [s for s in sent if s.topic == t]
-        rt = [s for s in st if s.received is not None]
+        st = [r for r in records if r.group == t]
+        rt = [r for r in st if r.received_ns is not None]
         per_topic[t] = {
             'published_on': plan[t][0], 'outputs': f'{plan[t][1]}/road/label',
             'ground_truth': pairing.get(t), 'published': len(st), 'received': len(rt),
             'dropped': len(st) - len(rt),
-            'latency_ms': percentiles([(s.received - s.stamp) / 1e6 for s in rt])}
+            'latency_ms': percentiles([r.latency_ms for r in rt])}
     doc: dict[str, Any] = {
         'bag': str(bag_path), 'rate_factor': opt.rate, 'namespace': opt.namespace,
         'frames_published': len(sent), 'outputs_received': len(got),
         'dropped_frames': len(sent) - len(got),
         'drop_rate': (len(sent) - len(got)) / len(sent) if sent else 0.0,
-        'latency_ms': {'header_to_receive': percentiles(e2e),
-                       'publish_to_receive': percentiles(p2r),
+        'latency_ms': {'header_to_receive': percentiles([r.latency_ms for r in got]),
+                       'publish_to_receive': percentiles([r.publish_to_receive_ms
+                                                          for r in got]),
                        'label_transport': percentiles(transport)},
         'topics': per_topic, 'unmatched_outputs': rec.unmatched,
         'recorded_bag': str(out / 'recorded'),
@@ -466,7 +467,7 @@ def _report(out: pathlib.Path, bag_path: Any, session: _Session, rec: _Recorder,
         curves = [('node road/probability', rec.prob_eval.curves())]
     spec = ReportSpec(f'Live replay of {pathlib.Path(doc["bag"]).name}', 'report.md',
                       group_label='topic', columns=LIVE_COLUMNS)
-    write_report(out, spec, doc, [s.record() for s in sent], _sections(doc), curves)
+    write_report(out, spec, doc, records, _sections(doc), curves)
     return doc
 
 
