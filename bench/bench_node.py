@@ -75,7 +75,7 @@ class Bench:
         env = None
         if source:
             command = [sys.executable, '-m', 'seg_perception.node']
-            env = {**os.environ, 'PYTHONPATH': os.pathsep.join(
+            env = {'PYTHONPATH': os.pathsep.join(  # added to this environment
                 [str(pathlib.Path(source).resolve()), os.environ.get('PYTHONPATH', '')])}
         proc = h.NodeProcess(command, args, name=f'bench{namespace.replace("/", "_")}',
                              env=env)
