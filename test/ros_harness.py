@@ -38,6 +38,8 @@ from seg_perception.node_process import (  # noqa: F401 - re-exported for the te
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RELIABLE = ros_spin.qos_profile(10, 'reliable')
 SENSOR = ros_spin.qos_profile(1, 'best_effort')
+# Lifecycle primary states (the others are transitions in progress).
+STABLE_STATES = frozenset({'unconfigured', 'inactive', 'active', 'finalized'})
 
 
 class HarnessError(AssertionError):
@@ -167,12 +169,31 @@ class RosTestNode:
         self.spin_until(lambda: publisher.get_subscription_count() >= count, timeout,
                         f'{count} subscription(s) matched on {publisher.topic_name}')
 
-    def call(self, client: Any, request: Any, timeout: float = 10.0) -> Any:
-        """Call a service and spin until the response arrives; return it."""
+    def call(self, client: Any, request: Any, timeout: float = 10.0,
+             resend: float | None = None) -> Any:
+        """Call a service and spin until the response arrives; return it.
+
+        A response can be lost while the server has not yet matched this client's response
+        reader (the DDS service discovery race: Fast DDS waits 100 ms for the match, then
+        drops the response; see ros2/rmw_fastrtps#418). With ``resend`` (seconds; only for
+        idempotent services) the request is sent again until a response arrives or
+        ``timeout`` runs out.
+        """
+        deadline = time.monotonic() + timeout
         self.spin_until(client.service_is_ready, timeout, f'service {client.srv_name}')
-        future = client.call_async(request)
-        self.spin_until(future.done, timeout, f'a response from {client.srv_name}')
-        return future.result()
+        while True:
+            future = client.call_async(request)
+            remaining = deadline - time.monotonic()
+            window = remaining if resend is None else min(resend, remaining)
+            try:
+                self.spin_until(future.done, max(window, 0.0),
+                                f'a response from {client.srv_name}')
+                return future.result()
+            except HarnessError:
+                client.remove_pending_request(future)
+                if resend is None or deadline - time.monotonic() <= 0:
+                    raise HarnessError(f'timed out after {timeout:.1f} s waiting for a '
+                                       f'response from {client.srv_name}') from None
 
     def set_parameters(self, node_name: str, values: Mapping[str, Any],
                        timeout: float = 10.0) -> list[Any]:
@@ -183,7 +204,7 @@ class RosTestNode:
         client = self._client(SetParameters, f'{node_name}/set_parameters')
         req = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
                                                 for k, v in values.items()])
-        return list(self.call(client, req, timeout).results)
+        return list(self.call(client, req, timeout, resend=2.0).results)
 
     def get_parameters(self, node_name: str, names: Sequence[str],
                        timeout: float = 10.0) -> dict[str, Any]:
@@ -192,7 +213,8 @@ class RosTestNode:
         from rclpy.parameter import parameter_value_to_python
 
         client = self._client(GetParameters, f'{node_name}/get_parameters')
-        values = self.call(client, GetParameters.Request(names=list(names)), timeout).values
+        values = self.call(client, GetParameters.Request(names=list(names)), timeout,
+                           resend=2.0).values
         return {n: parameter_value_to_python(v) for n, v in zip(names, values)}
 
     def lifecycle_state(self, node_name: str, timeout: float = 10.0) -> str:
@@ -200,7 +222,8 @@ class RosTestNode:
         from lifecycle_msgs.srv import GetState
 
         client = self._client(GetState, f'{node_name}/get_state')
-        return str(self.call(client, GetState.Request(), timeout).current_state.label)
+        return str(self.call(client, GetState.Request(), timeout,
+                             resend=2.0).current_state.label)
 
     def change_state(self, node_name: str, transition: str, timeout: float = 60.0) -> bool:
         """Request a lifecycle transition by label (configure, activate, deactivate, cleanup,
@@ -210,7 +233,26 @@ class RosTestNode:
 
         client = self._client(ChangeState, f'{node_name}/change_state')
         request = ChangeState.Request(transition=Transition(label=transition))
-        return bool(self.call(client, request, timeout).success)
+        before = self.lifecycle_state(node_name)
+        deadline = time.monotonic() + timeout
+        self.spin_until(client.service_is_ready, timeout, f'service {client.srv_name}')
+        # ChangeState is not idempotent, so it is sent once. Should its response be lost to
+        # the service discovery race (see call()), the node's state shows the outcome.
+        future = client.call_async(request)
+        while True:
+            try:
+                self.spin_until(future.done, max(min(2.0, deadline - time.monotonic()), 0.0),
+                                f'a response from {client.srv_name}')
+                return bool(future.result().success)
+            except HarnessError:
+                state = self.lifecycle_state(node_name)
+                if state in STABLE_STATES and state != before:
+                    client.remove_pending_request(future)
+                    return True
+                if deadline - time.monotonic() <= 0:
+                    raise HarnessError(f'timed out after {timeout:.1f} s waiting for a '
+                                       f'response from {client.srv_name} (node {state})'
+                                       ) from None
 
     def _client(self, srv_type: Any, name: str) -> Any:
         clients = self.__dict__.setdefault('_clients', {})
