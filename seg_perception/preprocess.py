@@ -13,6 +13,7 @@ Normalisation is not done here: it lives inside the model (``model.Normalize``).
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -129,13 +130,12 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
         h, w = image.shape[:2]
         slot = batch[i]  # (Hb, Wb, 3), C-contiguous: OpenCV writes into it directly
         if mode == 'resize':
-            interp = cv2.INTER_AREA if (h > hb or w > wb) else cv2.INTER_LINEAR
-            cv2.resize(image, (wb, hb), dst=slot, interpolation=interp)
+            scale_image(image, wb, hb, dst=slot)
             geometries.append(FrameGeometry(h, w, mode, hb, wb))
         elif mode == 'fit':
             ih, iw = inner[i]
-            interp = cv2.INTER_AREA if ih < h else cv2.INTER_LINEAR
-            _pad_into(slot, cv2.resize(image, (iw, ih), interpolation=interp))
+            scale_image(image, iw, ih, dst=slot[:, :iw])  # straight into the slot
+            _reflect_columns(slot, iw)
             geometries.append(FrameGeometry(h, w, mode, ih, iw))
         else:
             _pad_into(slot, image)
@@ -143,6 +143,52 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
         if flags[i]:
             cv2.cvtColor(slot, cv2.COLOR_BGR2RGB, dst=slot)  # in place, at the model size
     return batch, geometries
+
+
+def scale_image(image: np.ndarray, width: int, height: int,
+                dst: np.ndarray | None = None) -> np.ndarray:
+    """Resize ``image`` to ``(height, width)``: the one resampling filter of serving and
+    training.
+
+    Shrinking averages pixel areas like OpenCV's ``INTER_AREA``, in two vectorised steps:
+    bilinear to ``k`` times the target (``k = max(2, ceil(factor / 2))``), then OpenCV's
+    exact integer-factor ``k x k`` area average. ``INTER_AREA`` itself takes a slow
+    general path for a fractional factor: on 1242x375 -> 636x192 (fit mode on KITTI) the
+    two steps take 0.60 ms instead of 1.45 ms (one thread) and differ from it by 0.13 grey
+    levels on average (``bench.bench_frame_path``, ``test_preprocess``). Plain bilinear
+    would be faster still, but it drops pixels beyond 2x and differs by 1.9 levels at 1.95x.
+    Enlarging is bilinear.
+
+    Args:
+        image: (H, W) or (H, W, C) uint8 (any channel order).
+        width: target width in pixels.
+        height: target height in pixels.
+        dst: optional output (height, width[, C]) of the image's dtype; rows may be
+            strided (e.g. a column range of a batch slot).
+
+    Returns:
+        The resized image (``dst`` when given).
+    """
+    h, w = image.shape[:2]
+    factor = max(w / width, h / height)
+    if factor <= 1.0:
+        return cv2.resize(image, (width, height), dst=dst, interpolation=cv2.INTER_LINEAR)
+    k = max(2, math.ceil(factor / 2))
+    fine = cv2.resize(image, (width * k, height * k), interpolation=cv2.INTER_LINEAR)
+    return cv2.resize(fine, (width, height), dst=dst, interpolation=cv2.INTER_AREA)
+
+
+def _reflect_columns(slot: np.ndarray, width: int) -> None:
+    """Fill ``slot[:, width:]`` from its content ``slot[:, :width]`` in place: reflected
+    about the last column (``BORDER_REFLECT_101``, as :func:`_pad_into`), or that column
+    repeated where the content is too narrow to reflect."""
+    pad = slot.shape[1] - width
+    if pad == 0:
+        return
+    if pad < width:
+        slot[:, width:] = slot[:, width - 2 - np.arange(pad)]
+    else:
+        slot[:, width:] = slot[:, width - 1:width]
 
 
 def _pad_into(slot: np.ndarray, image: np.ndarray) -> None:

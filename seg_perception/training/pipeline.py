@@ -20,6 +20,7 @@ import cv2
 import keras
 import numpy as np
 
+from seg_perception import preprocess
 from seg_perception.datasets import RoadDataset
 from seg_perception.image_io import IGNORE
 
@@ -104,7 +105,7 @@ def augment(image: np.ndarray, target: np.ndarray, size: Sequence[int],
     h, w = image.shape[:2]
     s = ch / h * rng.uniform(*scale_range)
     nh, nw = max(1, int(round(h * s))), max(1, int(round(w * s)))
-    img = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    img = preprocess.scale_image(image, nw, nh)  # the serving path's filter
     tgt = cv2.resize(target, (nw, nh), interpolation=cv2.INTER_NEAREST)
     out_img = np.zeros((ch, cw, 3), np.uint8)
     out_tgt = np.full((ch, cw), IGNORE, np.uint8)
