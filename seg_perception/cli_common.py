@@ -82,6 +82,11 @@ def check_onnx_file(path: str | os.PathLike, flag: str = '--model') -> pathlib.P
     return p
 
 
+def backend_of_file(path: str | os.PathLike) -> str:
+    """The backend that can run the model file ``path``: onnxruntime for ``.onnx``, else keras."""
+    return 'onnxruntime' if pathlib.Path(path).suffix.lower() == '.onnx' else 'keras'
+
+
 def check_model_for_backend(path: str | os.PathLike, backend: str,
                             flag: str = '--model') -> pathlib.Path:
     """:func:`check_model_file` for ``backend`` keras, :func:`check_onnx_file` (and an

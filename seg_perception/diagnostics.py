@@ -118,6 +118,8 @@ def configuration_text(s: Settings, seg: Any, rt: Runtime, inputs: Sequence[str]
     runtime = (f'backend=onnxruntime providers={",".join(seg.providers)} (requested '
                f'{",".join(s.providers)}, unavailable ones skipped)'
                if s.backend == 'onnxruntime' else 'backend=keras')
+    if s.backend_note:
+        runtime += f' [{s.backend_note}]'
     crf = f'on ({rt.crf_iterations} it, scale {s.crf["scale"]})' if rt.crf_enabled else 'off'
     return (f'configured: model={s.model_path} {runtime} device={seg.device} precision='
             f'{seg.precision} input_mode={seg.input_mode} input_size='

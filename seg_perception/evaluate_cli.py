@@ -42,12 +42,13 @@ import sys
 from typing import Any
 
 from seg_perception.cli_common import (
+    backend_of_file,
     check_model_for_backend,
     check_out_dir,
     run_cli,
     setup_logging,
 )
-from seg_perception.params import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
+from seg_perception.params import BACKEND_CHOICES, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
 
 PROG = 'seg_evaluate'
 LOG = logging.getLogger(PROG)
@@ -85,9 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
                         'AVX512-BF16, else float32)')
     g.add_argument('--device', default='auto', choices=DEVICES,
                    help='backend keras: inference device')
-    g.add_argument('--backend', default='keras', choices=BACKENDS,
-                   help='inference runtime (default keras; onnxruntime runs an .onnx export '
-                        'and needs the onnxruntime package)')
+    g.add_argument('--backend', default='auto', choices=BACKEND_CHOICES,
+                   help="inference runtime: auto (the node's default: see the backend "
+                        'parameter), keras, or onnxruntime (an .onnx export; needs the '
+                        'onnxruntime package)')
     g.add_argument('--providers', nargs='+', default=list(PROVIDERS), choices=PROVIDERS,
                    metavar='EP',
                    help='onnxruntime execution providers in order of preference (default: '
@@ -137,6 +139,13 @@ def check_args(args: argparse.Namespace) -> None:
         raise _Fail(f'--overlays must be >= 0, got {args.overlays}')
     if len(set(args.providers)) != len(args.providers):
         raise _Fail(f'--providers has duplicates: {args.providers}')
+    if args.backend == 'auto':
+        from seg_perception.backend_choice import choose_backend
+        given = check_model_for_backend(args.model, backend_of_file(args.model))
+        choice = choose_backend(given, args.device)
+        args.backend, args.model = choice.backend, str(choice.model_path)
+        args.providers = list(choice.providers or args.providers)
+        print(f'backend {choice.backend}: {choice.reason}', flush=True)
     check_model_for_backend(args.model, args.backend)
     check_out_dir(args.out)
 

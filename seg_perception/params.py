@@ -32,7 +32,8 @@ PACKAGE = 'seg_perception'
 NODE_NAME = 'road_segmentation'
 
 # -- choice lists (the one place each is written) ------------------------------------------
-BACKENDS = ('keras', 'onnxruntime')
+BACKENDS = ('keras', 'onnxruntime')          # the runtimes
+BACKEND_CHOICES = ('auto', *BACKENDS)         # the backend parameter and CLI flags
 DEVICES = ('auto', 'cpu', 'gpu')
 PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
 INPUT_MODES = ('fit', 'pad', 'resize')
@@ -79,9 +80,12 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'seg_export (backend onnxruntime); empty = the packaged default '
               f'share/{PACKAGE}/models/{DEFAULT_MODEL_NAME} (.onnx next to it for '
               'onnxruntime)'),
-    ParamSpec('backend', 'string', 'keras', 'Inference runtime: keras (TensorFlow/JAX, the '
-              '.segmodel) or onnxruntime (an .onnx export; needs the onnxruntime package)',
-              choices=BACKENDS),
+    ParamSpec('backend', 'string', 'auto', 'Inference runtime: auto (onnxruntime for an .onnx '
+              'file; on a CPU with VNNI/AMX-INT8 the int8 export <model stem>.int8.onnx beside '
+              'the .segmodel when there is one and onnxruntime is installed; else keras; the '
+              'choice and why are logged), keras (TensorFlow/JAX, the .segmodel) or '
+              'onnxruntime (an .onnx export; needs the onnxruntime package)',
+              choices=BACKEND_CHOICES),
     ParamSpec('providers', 'string_array', list(PROVIDERS), 'onnxruntime execution providers '
               'in order of preference (tensorrt, cuda, cpu); unavailable ones are skipped and '
               'the order used is logged', choices=PROVIDERS),
@@ -169,6 +173,7 @@ class Settings:
     qos_input: tuple[int, str]
     qos_output: tuple[int, str]
     diagnostics_period: float
+    backend_note: str = ''  # why backend auto chose what it chose ('' when set explicitly)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -253,11 +258,20 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
     if not providers or len(set(providers)) != len(providers):
         raise ConfigError(f"parameter 'providers' must be a non-empty list of distinct "
                           f'{list(PROVIDERS)}, got {list(providers)}')
-    backend = values['backend'] or 'keras'
+    backend, note = values['backend'] or 'auto', ''
+    if backend == 'auto':
+        from seg_perception.backend_choice import choose_backend
+        model = values['model_path']
+        given = model_file(model, 'onnxruntime' if model.lower().endswith('.onnx') else 'keras')
+        choice = choose_backend(given, values['device'])
+        backend, model_path, note = choice.backend, choice.model_path, choice.reason
+        providers = choice.providers or providers
+    else:
+        model_path = model_file(values['model_path'], backend)
     crf = {k: values[f'crf.{k}'] for k in CRF_KEYS}
     crf['iterations'] = int(crf['iterations'])
     return Settings(
-        model_path=model_file(values['model_path'], backend), backend=backend,
+        model_path=model_path, backend=backend, backend_note=note,
         providers=providers, device=values['device'], precision=values['precision'],
         input_mode=values['input_mode'] or None,
         input_size=(int(size[0]), int(size[1])) if size else None,

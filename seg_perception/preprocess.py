@@ -181,7 +181,8 @@ def scale_image(image: np.ndarray, width: int, height: int,
 def _reflect_columns(slot: np.ndarray, width: int) -> None:
     """Fill ``slot[:, width:]`` from its content ``slot[:, :width]`` in place: reflected
     about the last column (``BORDER_REFLECT_101``, as :func:`_pad_into`), or that column
-    repeated where the content is too narrow to reflect."""
+    repeated where the content is too narrow to reflect.
+    """
     pad = slot.shape[1] - width
     if pad == 0:
         return

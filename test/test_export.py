@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import shutil
 import subprocess
 import sys
 
@@ -93,16 +94,21 @@ def test_cli_rejects_bad_arguments_before_importing_tensorflow(tmp_path: pathlib
 
 
 def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.Path,
-                                                     tmp_path: pathlib.Path) -> None:
+                                                     tmp_path: pathlib.Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     """``--quantize int8``: a smaller QDQ model with the card inside, close to Keras on real
     frames the calibration did not see (demo KITTI frames calibrate, CamVid ones check).
+    Written beside the .segmodel as ``<stem>.int8.onnx``, ``backend: auto`` runs it on a
+    CPU with VNNI.
     """
     frames = pathlib.Path(__file__).resolve().parent.parent / 'demo' / 'frames'
-    out = tmp_path / 'small_int8.onnx'
-    rc = export_cli.main(['--model', str(small_model_path), '--out', str(out),
+    model = tmp_path / 'small.segmodel'
+    shutil.copy(small_model_path, model)
+    out = tmp_path / 'small.int8.onnx'
+    rc = export_cli.main(['--model', str(model), '--out', str(out),
                           '--quantize', 'int8', '--calibration-frames', str(frames / 'kitti'),
                           '--check-frames', str(frames / 'camvid'), '--check-limit', '2'])
-    assert rc == 0 and not (tmp_path / 'small_int8.float32.onnx').exists()
+    assert rc == 0 and not (tmp_path / 'small.int8.float32.onnx').exists()
     check = json.loads(out.with_name(out.name + '.check.json').read_text())
     q = check['quantization']
     assert q['calibration_frames'] >= 1 and q['int8_bytes'] < q['float32_bytes'] / 2
@@ -115,6 +121,20 @@ def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.P
     import onnx
     ops = {n.op_type for n in onnx.load(str(out)).graph.node}
     assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+
+    from seg_perception import backend_choice
+    from seg_perception.params import settings_from_values
+    from seg_perception.pipeline import Pipeline
+    monkeypatch.setattr(backend_choice, 'cpu_flags', lambda: frozenset({'avx2', 'avx512_vnni'}))
+    monkeypatch.setattr(backend_choice, 'nvidia_gpu_present', lambda: False)
+    settings = settings_from_values({'model_path': str(model), 'backend': 'auto'})
+    assert (settings.backend, settings.model_path, settings.providers) == (
+        'onnxruntime', out, ('cpu',))
+    assert 'small.int8.onnx' in settings.backend_note and 'avx512_vnni' in settings.backend_note
+    pipe = Pipeline.from_settings(settings)
+    assert pipe.segmenter.backend == 'onnxruntime'
+    result = pipe.run([np.zeros((70, 100, 3), np.uint8)])[0]
+    assert result.labels.shape == (70, 100)
 
 
 def test_int8_needs_calibration_frames(small_model_path: pathlib.Path,

@@ -133,7 +133,8 @@ def test_scale_image_averages_pixel_areas_like_inter_area(size):
     import pathlib
 
     import cv2
-    path = sorted((pathlib.Path(__file__).parent.parent / 'demo/frames/kitti/testing/image_2').glob('*.png'))[0]
+    frames = pathlib.Path(__file__).parent.parent / 'demo/frames/kitti/testing/image_2'
+    path = sorted(frames.glob('*.png'))[0]
     image = cv2.imread(str(path))
     w, h = size
     area = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)

@@ -32,13 +32,14 @@ import sys
 from typing import Any
 
 from seg_perception.cli_common import (
+    backend_of_file,
     check_model_for_backend,
     check_out_dir,
     run_cli,
     setup_logging,
 )
 from seg_perception.params import (
-    BACKENDS,
+    BACKEND_CHOICES,
     DEVICES,
     INPUT_MODES,
     OVERLAY_ENCODINGS,
@@ -109,8 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
                                     'else the installed one, else node defaults)')
     e.add_argument('--model', help='model file (overrides the params file model_path): '
                                    '.segmodel, or .onnx with --backend onnxruntime')
-    e.add_argument('--backend', choices=BACKENDS,
-                   help='overrides backend (default: the params file, else keras; an .onnx '
+    e.add_argument('--backend', choices=BACKEND_CHOICES,
+                   help='overrides backend (default: the params file, else auto; an .onnx '
                         '--model implies onnxruntime)')
     e.add_argument('--providers', nargs='+', choices=PROVIDERS, metavar='EP',
                    help='overrides providers: onnxruntime execution providers in order of '
@@ -189,10 +190,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if args.providers and len(set(args.providers)) != len(args.providers):
         raise _Fail(f'--providers has duplicates: {args.providers}')
     backend = args.backend
-    if backend is None and args.model and pathlib.Path(args.model).suffix.lower() == '.onnx':
+    if backend is None and args.model and backend_of_file(args.model) == 'onnxruntime':
         backend = 'onnxruntime'
     if args.model:  # before run_eval imports TensorFlow
-        check_model_for_backend(args.model, backend or 'keras')
+        check_model_for_backend(args.model, backend_of_file(args.model)
+                                if backend in (None, 'auto') else backend)
     check_out_dir(args.out)
     params = args.params or default_params_file()
     opt = EvalOptions(topics=args.topics, gt_topics=args.gt_topic,

@@ -1,0 +1,127 @@
+"""``backend: auto``: which runtime and model file to use on this machine (no imports of
+TensorFlow or ONNX Runtime; decided from the model file, the CPU flags and what is installed).
+
+The rule follows the measurements in docs/PERFORMANCE.md (``make bench``, section Segmenter):
+
+1. An ``.onnx`` model file runs on ONNX Runtime (nothing else can run it).
+2. With a GPU (``device: gpu``, or ``auto`` and an NVIDIA device present) Keras runs on it.
+3. On a CPU with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), the int8
+   export beside the ``.segmodel`` (``<stem>.int8.onnx``, from ``seg_export --quantize
+   int8``) runs on ONNX Runtime when onnxruntime is installed: on an AVX512-VNNI + BF16 CPU
+   it took 257 ms per 1242x375 frame against 338 ms for Keras bfloat16 and 739 ms for Keras
+   float32, with the same MaxF on the three validation splits.
+4. Else Keras, whose ``precision: auto`` picks bfloat16 on CPUs with bf16 units.
+
+Without VNNI (AVX2 or AVX-512 alone) ONNX Runtime multiplies uint8 activations by int8
+weights with a pairwise 16-bit sum that can saturate (onnxruntime PR #12088), and this
+export does not use the 7-bit weight range that avoids it, so ``auto`` keeps Keras float32
+there. How fast int8 would be on such a CPU is not measured here.
+"""
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import pathlib
+import zipfile
+
+INT8_DOT_FLAGS = ('avx512_vnni', 'avx_vnni', 'amx_int8')  # /proc/cpuinfo names
+INT8_SUFFIX = '.int8.onnx'
+
+
+@dataclasses.dataclass(frozen=True)
+class BackendChoice:
+    """What ``backend: auto`` resolved to.
+
+    Attributes:
+        backend: ``'keras'`` or ``'onnxruntime'``.
+        model_path: the model file to load (the ``.segmodel``, or an ``.onnx`` export).
+        reason: one line for the configuration log.
+        providers: ONNX Runtime providers to use instead of the configured ones (the int8
+            export: ``('cpu',)``), or ``None``.
+    """
+
+    backend: str
+    model_path: pathlib.Path
+    reason: str
+    providers: tuple[str, ...] | None = None
+
+
+def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
+    """The CPU feature flags of this machine (``/proc/cpuinfo``; empty where unreadable)."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = pathlib.Path('/proc/cpuinfo').read_text()
+        except OSError:
+            return frozenset()
+    for line in cpuinfo.splitlines():
+        if line.startswith('flags'):
+            return frozenset(line.partition(':')[2].split())
+    return frozenset()
+
+
+def nvidia_gpu_present() -> bool:
+    """True if the NVIDIA driver lists a GPU (no CUDA or framework import)."""
+    gpus = pathlib.Path('/proc/driver/nvidia/gpus')
+    return (gpus.is_dir() and any(gpus.iterdir())) or pathlib.Path('/dev/nvidia0').exists()
+
+
+def int8_export_of(model_path: pathlib.Path) -> pathlib.Path:
+    """Where ``auto`` looks for the int8 export of a ``.segmodel``: ``<stem>.int8.onnx``."""
+    return model_path.with_name(model_path.stem + INT8_SUFFIX)
+
+
+def same_card(segmodel: pathlib.Path, onnx_file: pathlib.Path) -> bool:
+    """True if the ONNX export carries the model card of ``segmodel`` (so it was exported
+    from this model, not from an earlier one left beside it); False if either is unreadable.
+    """
+    from seg_perception.cli_common import CARD_NAME
+    from seg_perception.onnx_export import CARD_KEY
+    try:
+        import onnx
+        with zipfile.ZipFile(segmodel) as zf:
+            card = json.loads(zf.read(CARD_NAME).decode('utf-8'))
+        proto = onnx.load(str(onnx_file), load_external_data=False)
+        meta = {p.key: p.value for p in proto.metadata_props}
+        return CARD_KEY in meta and json.loads(meta[CARD_KEY]) == card
+    except Exception:  # noqa: BLE001 - unreadable (zip, JSON, protobuf, missing onnx): no
+        return False
+
+
+def choose_backend(model_path: pathlib.Path, device: str = 'auto',
+                   flags: frozenset[str] | None = None, gpu: bool | None = None,
+                   onnxruntime_installed: bool | None = None) -> BackendChoice:
+    """Resolve ``backend: auto`` for ``model_path`` (an existing ``.segmodel`` or ``.onnx``).
+
+    Args:
+        model_path: the configured model file.
+        device: the ``device`` parameter (``auto``, ``cpu`` or ``gpu``).
+        flags: the CPU's feature flags (detected when ``None``, as for the next two).
+        gpu: an NVIDIA GPU is present.
+        onnxruntime_installed: the onnxruntime package can be imported.
+    """
+    if model_path.suffix.lower() == '.onnx':
+        return BackendChoice('onnxruntime', model_path, 'auto: an ONNX model file')
+    if gpu is None:
+        gpu = device != 'cpu' and nvidia_gpu_present()
+    if device == 'gpu' or gpu:
+        return BackendChoice('keras', model_path, 'auto: Keras on the GPU')
+    flags = cpu_flags() if flags is None else flags
+    int8 = int8_export_of(model_path)
+    vnni = sorted(flags.intersection(INT8_DOT_FLAGS))
+    if not vnni:
+        return BackendChoice('keras', model_path, 'auto: Keras (this CPU has no int8 '
+                             'dot-product instructions (VNNI/AMX) for the int8 export)')
+    if not int8.is_file():
+        return BackendChoice('keras', model_path, f'auto: Keras (no int8 export {int8.name} '
+                             'beside the model; seg_export --quantize int8 makes one)')
+    if not same_card(model_path, int8):
+        return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} was exported '
+                             'from another model: its model card differs; export it again)')
+    if onnxruntime_installed is None:
+        onnxruntime_installed = importlib.util.find_spec('onnxruntime') is not None
+    if not onnxruntime_installed:
+        return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} found, but '
+                             'onnxruntime is not installed)')
+    return BackendChoice('onnxruntime', int8, f'auto: ONNX Runtime int8 ({int8.name}; this '
+                         f'CPU has {", ".join(vnni)})', providers=('cpu',))
