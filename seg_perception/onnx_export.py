@@ -18,6 +18,7 @@ import tempfile
 from typing import Any
 
 CARD_KEY = 'seg_perception.card'
+PRECISION_KEY = 'seg_perception.precision'  # 'int8' in a quantized export; absent = float32
 INPUT_NAME = 'image'
 OUTPUT_NAME = 'probabilities'
 

@@ -82,7 +82,21 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
                         weight_type=QuantType.QInt8,
                         op_types_to_quantize=list(QUANTIZED_OPS),
                         calibrate_method=CalibrationMethod.MinMax)
+    _mark_int8(dst)
     return {'method': 'onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 '
                       'activations, min/max calibration',
             'calibration_frames': len(frames), 'float32_bytes': src.stat().st_size,
             'int8_bytes': dst.stat().st_size}
+
+
+def _mark_int8(path: pathlib.Path) -> None:
+    """Record ``int8`` under :data:`~seg_perception.onnx_export.PRECISION_KEY` in the file's
+    metadata (the card stays), so the Segmenter reports the precision it runs.
+    """
+    import onnx
+
+    from seg_perception.onnx_export import PRECISION_KEY
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = PRECISION_KEY, 'int8'
+    onnx.save(proto, str(path))

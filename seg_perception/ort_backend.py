@@ -119,11 +119,12 @@ class OrtForward:
         LOG.info('onnxruntime %s: requested %s, using %s', ort.__version__, list(providers),
                  self.providers)
         meta = self.session.get_modelmeta().custom_metadata_map
-        from seg_perception.onnx_export import CARD_KEY
+        from seg_perception.onnx_export import CARD_KEY, PRECISION_KEY
         if CARD_KEY not in meta:
             raise OrtError(f'{p}: no seg_perception model card inside (export it with '
                            'seg_export)')
         self.card_json = meta[CARD_KEY]
+        self.precision = meta.get(PRECISION_KEY, 'float32')  # 'int8' for a quantized export
         self.road_class = road_class
         self.input_name = self.session.get_inputs()[0].name
 

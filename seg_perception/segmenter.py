@@ -142,7 +142,7 @@ class Segmenter:
             self.card = ModelCard.from_json(self._ort.card_json)
             self._ort.road_class = int(self.card.road_class)
             self.model, self.model_path = None, str(model)
-            self.device, self.precision = self._ort.device, 'float32'
+            self.device, self.precision = self._ort.device, self._ort.precision
             short = {v: k for k, v in ORT_PROVIDER_NAMES.items()}
             self.providers = [short.get(name, name) for name in self._ort.providers]
         elif isinstance(model, (str, os.PathLike)):

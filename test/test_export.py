@@ -132,7 +132,7 @@ def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.P
         'onnxruntime', out, ('cpu',))
     assert 'small.int8.onnx' in settings.backend_note and 'avx512_vnni' in settings.backend_note
     pipe = Pipeline.from_settings(settings)
-    assert pipe.segmenter.backend == 'onnxruntime'
+    assert (pipe.segmenter.backend, pipe.segmenter.precision) == ('onnxruntime', 'int8')
     result = pipe.run([np.zeros((70, 100, 3), np.uint8)])[0]
     assert result.labels.shape == (70, 100)
 
