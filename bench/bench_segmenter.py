@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             seg_ort, seg_int8, ort_note = _ort_segmenters(args.onnx, plain, card,
                                                           pathlib.Path(tmp),
                                                           args.calibration_frames)
+        auto = _auto_choice(pathlib.Path(model_path), pathlib.Path(tmp), seg_int8, args.device)
 
     def predict_pipeline(frame: np.ndarray) -> np.ndarray:
         batch, geoms = preprocess.prepare_batch([frame], 'pad')
@@ -129,6 +130,9 @@ def main(argv: list[str] | None = None) -> int:
             'fastest': best[1].replace('segmenter_', ''), 'ratio_best': best[0] / pred,
             'target': 'met' if best[0] <= pred / 3 else 'not met',
         }
+        picked = ('segmenter_onnxruntime_int8' if auto.backend == 'onnxruntime'
+                  else 'segmenter_auto')
+        row['ratio_auto_backend'] = t[picked]['median_ms'] / pred
         if seg_ort is not None:
             row['seg_ort_ms'] = t['segmenter_onnxruntime']['median_ms']
             row['ratio_ort'] = row['seg_ort_ms'] / pred
@@ -163,12 +167,13 @@ def main(argv: list[str] | None = None) -> int:
 
     columns_a = ['size', 'predict_ms', 'seg32_ms', 'seg_auto_ms', 'seg_ort_ms', 'seg_int8_ms',
                  'ratio32', 'ratio_auto', 'ratio_ort', 'ratio_int8', 'fastest', 'ratio_best',
-                 'target']
+                 'target', 'ratio_auto_backend']
     headers_a = ['frame', 'predict loop (ms)', 'Segmenter float32 (ms)',
                  f'Segmenter auto={seg_auto.precision} (ms)', 'Segmenter onnxruntime CPU '
                  'float32 (ms)', 'Segmenter onnxruntime CPU int8 (ms)', 'float32 / predict',
                  'auto / predict', 'onnxruntime / predict', 'int8 / predict', 'fastest',
-                 'fastest / predict', 'target fastest <= 1/3']
+                 'fastest / predict', 'target fastest <= 1/3',
+                 "backend auto's pick / predict"]
     columns_b = ['size', 'segment_ms', 'forward_ms', 'overhead_pct', 'overhead_in_call_pct',
                  'target']
     headers_b = ['batch', 'segment (ms)', 'forward (ms)', 'overhead % (medians)',
@@ -180,12 +185,15 @@ def main(argv: list[str] | None = None) -> int:
           f'{ort_note}; load {info.get("load_average_1_5_15")}; median of {args.repeats} '
           f'after {args.warmup} warm-up')
     print_table('(a) single-frame latency, pad mode', rows_a, columns_a, headers_a)
+    print(f'backend auto on this CPU, with the int8 export beside the model: {auto.backend} '
+          f'({auto.reason})')
     print_table(f'(b) Segmenter.segment overhead over the bare forward pass '
                 f'({seg_auto.precision})', rows_b, columns_b, headers_b)
     out = write_results('segmenter', {
         'machine': info, 'model': model_note, 'device': seg_auto.device,
         'onednn_max_cpu_isa': isa_cap, 'onnxruntime': ort_note,
         'auto_precision': seg_auto.precision, 'jit': seg_auto.jit,
+        'auto_backend': {'backend': auto.backend, 'reason': auto.reason},
         'repeats': args.repeats, 'warmup': args.warmup,
         'latency': rows_a, 'overhead': rows_b, 'raw': raw}, args.json)
     print(f'results: {out}')
@@ -221,6 +229,20 @@ def _ort_segmenters(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
     seg8 = Segmenter(tmp / 'model_int8.onnx', backend='onnxruntime', providers=('cpu',),
                      input_mode='pad')
     return seg, seg8, note + f'; int8 calibrated on {len(frames)} frames of {calibration}'
+
+
+def _auto_choice(model_path: pathlib.Path, tmp: pathlib.Path, seg_int8: Any,
+                 device: str) -> Any:
+    """What ``backend: auto`` picks on this machine when the bench's int8 export lies beside
+    the model as ``<stem>.int8.onnx`` (links in ``tmp``; none when int8 was left out).
+    """
+    from seg_perception.backend_choice import choose_backend, int8_export_of
+    beside = tmp / 'auto' / 'model.segmodel'
+    beside.parent.mkdir()
+    beside.symlink_to(model_path.resolve())
+    if seg_int8 is not None:
+        int8_export_of(beside).symlink_to((tmp / 'model_int8.onnx').resolve())
+    return choose_backend(beside, device)
 
 
 if __name__ == '__main__':

@@ -119,8 +119,13 @@ def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.P
     (res,) = seg.segment([np.zeros((70, 100, 3), np.uint8)])
     assert res.probability.shape == (70, 100) and np.isfinite(res.probability).all()
     import onnx
-    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
-    assert {'QuantizeLinear', 'DequantizeLinear'} <= ops
+    graph = onnx.load(str(out)).graph
+    assert {'QuantizeLinear', 'DequantizeLinear'} <= {n.op_type for n in graph.node}
+    weights = {n.name: n.input[1] for n in graph.node if n.op_type in ('Conv', 'ConvTranspose')}
+    dequantized = {n.output[0] for n in graph.node if n.op_type == 'DequantizeLinear'}
+    scores = [name for name in weights if '/score_' in name or '/upscore' in name]
+    assert scores and all(weights[name] not in dequantized for name in scores)  # float32
+    assert sum(w in dequantized for w in weights.values()) >= len(weights) - len(scores)
 
     from seg_perception import backend_choice
     from seg_perception.params import settings_from_values
