@@ -66,8 +66,10 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         raise QuantizeError('no calibration frames')
     from seg_perception import preprocess
 
-    batches = [preprocess.prepare_batch([f], card.input_mode, tuple(card.input_size))[0]
-               for f in frames]
+    # One batch for all frames, fed a frame at a time: frames of different sizes are padded
+    # to one shape, which the percentile (histogram) calibrator needs.
+    batch = preprocess.prepare_batch(list(frames), card.input_mode, tuple(card.input_size))[0]
+    batches = [batch[i:i + 1] for i in range(len(batch))]
 
     class Frames(CalibrationDataReader):
         """The calibration batches, one frame each."""
