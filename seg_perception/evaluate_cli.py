@@ -145,6 +145,7 @@ def check_args(args: argparse.Namespace) -> None:
         choice = choose_backend(given, args.device)
         args.backend, args.model = choice.backend, str(choice.model_path)
         args.providers = list(choice.providers or args.providers)
+        args.backend_note = choice.reason
         print(f'backend {choice.backend}: {choice.reason}', flush=True)
     check_model_for_backend(args.model, args.backend)
     check_out_dir(args.out)
@@ -161,8 +162,10 @@ def pipeline_from(args: argparse.Namespace) -> Any:
                           input_size=args.input_size, precision=args.precision,
                           backend=args.backend, providers=args.providers)
     crf = CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
-    return Pipeline(segmenter, threshold=args.threshold, crf=crf,
-                    crf_enabled=args.crf or args.crf_scale is not None)
+    pipeline = Pipeline(segmenter, threshold=args.threshold, crf=crf,
+                        crf_enabled=args.crf or args.crf_scale is not None)
+    pipeline.backend_note = getattr(args, 'backend_note', '')
+    return pipeline
 
 
 def evaluate(args: argparse.Namespace) -> int:

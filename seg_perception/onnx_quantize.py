@@ -15,8 +15,10 @@ VNNI can saturate, see :mod:`seg_perception.backend_choice`).
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
+import sys
 import tempfile
 from collections.abc import Sequence
 from typing import Any
@@ -89,12 +91,13 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         import onnx
         keep = [n.name for n in onnx.load(str(prepared)).graph.node
                 if any(f'/{layer}' in n.name for layer in FLOAT_LAYERS)]
-        quantize_static(str(prepared), str(dst), Frames(), quant_format=QuantFormat.QDQ,
-                        nodes_to_exclude=keep,
-                        per_channel=True, activation_type=QuantType.QUInt8,
-                        weight_type=QuantType.QInt8,
-                        op_types_to_quantize=list(QUANTIZED_OPS),
-                        calibrate_method=CalibrationMethod.Percentile)
+        with contextlib.redirect_stdout(sys.stderr):  # its progress lines: not results
+            quantize_static(str(prepared), str(dst), Frames(), quant_format=QuantFormat.QDQ,
+                            nodes_to_exclude=keep,
+                            per_channel=True, activation_type=QuantType.QUInt8,
+                            weight_type=QuantType.QInt8,
+                            op_types_to_quantize=list(QUANTIZED_OPS),
+                            calibrate_method=CalibrationMethod.Percentile)
     _mark_int8(dst)
     return {'method': 'onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 '
                       'activations, percentile calibration, score layers float32',

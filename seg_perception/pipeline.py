@@ -95,6 +95,7 @@ class Pipeline:
         # binary models colour the road only; multi-class models every class
         self.overlay_classes = [self.road_class] if self.num_classes == 2 else None
         self.last_segment_ms = self.last_forward_ms = self.last_crf_ms = 0.0
+        self.backend_note = ''  # why backend auto chose this runtime ('' = chosen by hand)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -128,10 +129,12 @@ class Pipeline:
                                   input_size=settings.input_size,
                                   precision=settings.precision, backend=settings.backend,
                                   providers=settings.providers)
-            return cls(segmenter, threshold=settings.threshold, crf=crf,
-                       crf_enabled=settings.crf_enabled,
-                       overlay_color=settings.overlay_color,
-                       overlay_alpha=settings.overlay_alpha)
+            pipeline = cls(segmenter, threshold=settings.threshold, crf=crf,
+                           crf_enabled=settings.crf_enabled,
+                           overlay_color=settings.overlay_color,
+                           overlay_alpha=settings.overlay_alpha)
+            pipeline.backend_note = settings.backend_note
+            return pipeline
         except ModelFileError as exc:
             raise ConfigError(f'model file unusable: {exc}') from None
         except (RuntimeError, ValueError) as exc:
@@ -225,6 +228,8 @@ class Pipeline:
                'precision': seg.precision, 'device': seg.device, 'backend': seg.backend}
         if seg.backend == 'onnxruntime':
             out['providers'] = ', '.join(seg.providers)
+        if self.backend_note:
+            out['backend_choice'] = self.backend_note
         if self.crf_enabled:
             out['crf_scale'] = float(self.crf.scale)
         return out
