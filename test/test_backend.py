@@ -45,24 +45,28 @@ def run_blocked(module: str, args: list[str], cwd: pathlib.Path) -> tuple[int, l
 # -- node parameters ---------------------------------------------------------------------
 def test_parameters_declare_backend_and_providers() -> None:
     specs = {s.name: s for s in PARAMETERS}
-    assert specs['backend'].default == 'keras' and not specs['backend'].runtime
+    assert specs['backend'].default == 'auto' and not specs['backend'].runtime
     assert specs['providers'].default == ['tensorrt', 'cuda', 'cpu']
     from seg_perception.ros_params import descriptor
-    assert "'onnxruntime'" in descriptor(specs['backend']).additional_constraints
+    constraints = descriptor(specs['backend']).additional_constraints
+    assert "'onnxruntime'" in constraints and "'auto'" in constraints
 
 
 def test_settings_backend_and_model_kind(small_model_path: pathlib.Path,
                                          tmp_path: pathlib.Path) -> None:
     onnx = tmp_path / 'm.onnx'
     onnx.write_bytes(b'\x08\x07')
-    s = settings_from_values(node_values(model_path=str(small_model_path)))
+    s = settings_from_values(node_values(model_path=str(small_model_path)))  # auto
     assert s.backend == 'keras' and s.providers == ('tensorrt', 'cuda', 'cpu')
+    assert s.backend_note.startswith('auto: Keras')
+    s = settings_from_values(node_values(model_path=str(onnx)))  # auto: an ONNX file
+    assert (s.backend, s.model_path) == ('onnxruntime', onnx)
     s = settings_from_values(node_values(model_path=str(onnx), backend='onnxruntime',
                                          providers=['cuda', 'cpu']))
     assert s.backend == 'onnxruntime' and s.providers == ('cuda', 'cpu')
     assert s.model_path == onnx
     with pytest.raises(ConfigError, match="set backend to 'onnxruntime'"):
-        settings_from_values(node_values(model_path=str(onnx)))
+        settings_from_values(node_values(model_path=str(onnx), backend='keras'))
     with pytest.raises(ConfigError, match='needs an .onnx file from seg_export'):
         settings_from_values(node_values(model_path=str(small_model_path),
                                          backend='onnxruntime'))
@@ -166,8 +170,11 @@ def test_seg_bag_eval_onnxruntime(kitti_tiny: pathlib.Path, small_onnx_path: pat
      ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}',
       '--backend', 'onnxruntime'], 'pip install onnxruntime'),
     ('seg_perception.evaluate_cli',
+     ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}',
+      '--backend', 'keras'], 'is an ONNX file: use --backend onnxruntime'),
+    ('seg_perception.evaluate_cli',      # backend auto: an .onnx file needs onnxruntime
      ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}'],
-     'is an ONNX file: use --backend onnxruntime'),
+     'pip install onnxruntime'),
     ('seg_perception.bag.cli',
      ['eval', '--bag', '{tmp}', '--model', '{onnx}', '--out', '{out}'],
      'pip install onnxruntime'),

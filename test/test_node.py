@@ -20,6 +20,7 @@ import numpy as np
 import psutil
 import pytest
 from diagnostic_msgs.msg import DiagnosticArray
+from rclpy._rclpy_pybind11 import RCLError
 from ros_harness import (
     REPO,
     SENSOR,
@@ -385,10 +386,18 @@ def test_resident_memory_is_flat(ros: RosTestNode, single: Running, io: dict[str
     rss: list[int] = []
     baseline = 0
     rate = 1 / 150.0
+    # A camera-like best-effort publisher: at 150 Hz on a loaded 2-core machine a reliable
+    # one can fail a publish (Fast DDS: "cannot publish data"); that is the test's side.
+    pub = ros.publisher(Image, single.inputs['image'], SENSOR)
+    ros.wait_matched(pub)
+    failed = 0
     start = time.monotonic()
     for i in range(2000):
         msg = io['frames'].image(frame)
-        io['pub'].publish(msg)
+        try:
+            pub.publish(msg)
+        except RCLError:
+            failed += 1
         if i == 300:
             baseline = node.memory_info().rss
         elif i > 300 and i % 100 == 0:
@@ -400,8 +409,8 @@ def test_resident_memory_is_flat(ros: RosTestNode, single: Running, io: dict[str
     rss.append(node.memory_info().rss)
     growth = max(rss) / baseline - 1
     print(f'RSS baseline {baseline / 2**20:.1f} MiB, max {max(rss) / 2**20:.1f} MiB '
-          f'({growth:+.2%})')
-    assert growth < 0.05
+          f'({growth:+.2%}); {failed} of 2000 publishes failed on the test side')
+    assert growth < 0.05 and failed < 100
 
 
 # -- the shipped default model, started exactly as road.launch.py with defaults ---------------
