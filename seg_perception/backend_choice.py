@@ -13,9 +13,11 @@ The rule follows the measurements in docs/PERFORMANCE.md (``make bench``, sectio
 4. Else Keras, whose ``precision: auto`` picks bfloat16 on CPUs with bf16 units.
 
 Without VNNI (AVX2 or AVX-512 alone) ONNX Runtime multiplies uint8 activations by int8
-weights with a pairwise 16-bit sum that can saturate (onnxruntime PR #12088), and this
-export does not use the 7-bit weight range that avoids it, so ``auto`` keeps Keras float32
-there. How fast int8 would be on such a CPU is not measured here.
+weights with a pairwise 16-bit sum that 8-bit weights can saturate (onnxruntime PR #12088),
+so there ``auto`` uses the int8 export only when it has 7-bit weights (``seg_export
+--quantize int8 --reduce-range``, recorded in its metadata), else Keras float32. How fast
+int8 is on such a CPU is not measured here (no AVX2-only machine; ONNX Runtime cannot be
+capped to AVX2 on this one).
 """
 from __future__ import annotations
 
@@ -71,9 +73,10 @@ def int8_export_of(model_path: pathlib.Path) -> pathlib.Path:
     return model_path.with_name(model_path.stem + INT8_SUFFIX)
 
 
-def same_card(segmodel: pathlib.Path, onnx_file: pathlib.Path) -> bool:
-    """True if the ONNX export carries the model card of ``segmodel`` (so it was exported
-    from this model, not from an earlier one left beside it); False if either is unreadable.
+def export_metadata(segmodel: pathlib.Path, onnx_file: pathlib.Path) -> dict[str, str] | None:
+    """The ONNX export's seg_perception metadata if it carries the model card of
+    ``segmodel`` (so it was exported from this model, not from an earlier one left beside
+    it); ``None`` if the cards differ or either file is unreadable.
     """
     from seg_perception.cli_common import CARD_NAME
     from seg_perception.onnx_export import CARD_KEY
@@ -83,9 +86,9 @@ def same_card(segmodel: pathlib.Path, onnx_file: pathlib.Path) -> bool:
             card = json.loads(zf.read(CARD_NAME).decode('utf-8'))
         proto = onnx.load(str(onnx_file), load_external_data=False)
         meta = {p.key: p.value for p in proto.metadata_props}
-        return CARD_KEY in meta and json.loads(meta[CARD_KEY]) == card
+        return meta if CARD_KEY in meta and json.loads(meta[CARD_KEY]) == card else None
     except Exception:  # noqa: BLE001 - unreadable (zip, JSON, protobuf, missing onnx): no
-        return False
+        return None
 
 
 def choose_backend(model_path: pathlib.Path, device: str = 'auto',
@@ -109,19 +112,27 @@ def choose_backend(model_path: pathlib.Path, device: str = 'auto',
     flags = cpu_flags() if flags is None else flags
     int8 = int8_export_of(model_path)
     vnni = sorted(flags.intersection(INT8_DOT_FLAGS))
-    if not vnni:
-        return BackendChoice('keras', model_path, 'auto: Keras (this CPU has no int8 '
-                             'dot-product instructions (VNNI/AMX) for the int8 export)')
     if not int8.is_file():
         return BackendChoice('keras', model_path, f'auto: Keras (no int8 export {int8.name} '
                              'beside the model; seg_export --quantize int8 makes one)')
-    if not same_card(model_path, int8):
+    meta = export_metadata(model_path, int8)
+    if meta is None:
         return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} was exported '
                              'from another model: its model card differs; export it again)')
+    from seg_perception.onnx_export import PRECISION_KEY
+    from seg_perception.onnx_quantize import INT8_7BIT
+    seven_bit = meta.get(PRECISION_KEY) == INT8_7BIT
+    if not vnni and not seven_bit:
+        return BackendChoice('keras', model_path, f'auto: Keras (this CPU has no int8 '
+                             f'dot-product instructions (VNNI/AMX) for {int8.name}, whose '
+                             '8-bit weights can saturate without them; seg_export '
+                             '--reduce-range makes one for this CPU)')
     if onnxruntime_installed is None:
         onnxruntime_installed = importlib.util.find_spec('onnxruntime') is not None
     if not onnxruntime_installed:
         return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} found, but '
                              'onnxruntime is not installed)')
-    return BackendChoice('onnxruntime', int8, f'auto: ONNX Runtime int8 ({int8.name}; this '
-                         f'CPU has {", ".join(vnni)})', providers=('cpu',))
+    why = (f'this CPU has {", ".join(vnni)}' if vnni else
+           '7-bit weights, safe without VNNI; its speed on such a CPU is not measured here')
+    return BackendChoice('onnxruntime', int8, f'auto: ONNX Runtime int8 ({int8.name}; {why})',
+                         providers=('cpu',))

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--calibration-frames', metavar='DIR',
                    help='with --quantize int8: folder (searched recursively) of real frames '
                         'to calibrate activation ranges on')
+    p.add_argument('--reduce-range', action='store_true',
+                   help='with --quantize int8: 7-bit weights, for x86 CPUs without VNNI '
+                        '(AVX2/AVX-512 only), where 8-bit weights can saturate')
     p.add_argument('--calibration-limit', type=int, default=32,
                    help='calibration frames used (default 32, spread over the folder)')
     p.add_argument('-v', '--verbose', action='store_true')
@@ -76,6 +79,8 @@ def validate(args: argparse.Namespace) -> None:
     else:
         check_out_dir(out)
     check_model_file(args.model)
+    if args.reduce_range and args.quantize != 'int8':
+        raise CliError('--reduce-range needs --quantize int8')
     if args.quantize == 'int8':
         if args.format != 'onnx':
             raise CliError('--quantize int8 needs --format onnx')
@@ -165,7 +170,7 @@ def quantize(float_path: pathlib.Path, out: pathlib.Path, card: object,
     if not frames:
         raise _Fail(f'--calibration-frames {args.calibration_frames}: no images found')
     try:
-        info = quantize_int8(float_path, out, frames, card)
+        info = quantize_int8(float_path, out, frames, card, reduce_range=args.reduce_range)
     except QuantizeError as exc:
         raise _Fail(str(exc)) from None
     return {**info, 'calibration_dir': str(args.calibration_frames)}
@@ -197,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
                     quant = quantize(target, out, card, args)
                 finally:
                     target.unlink(missing_ok=True)
-                print(f"int8: calibrated on {quant['calibration_frames']} frame(s); "
+                print(f"{quant['precision']}: calibrated on {quant['calibration_frames']} "
+                      f"frame(s); "
                       f"{quant['float32_bytes'] / 2**20:.1f} MiB -> "
                       f"{quant['int8_bytes'] / 2**20:.1f} MiB")
         else:

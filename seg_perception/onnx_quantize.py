@@ -30,6 +30,9 @@ QUANTIZED_OPS = ('Conv', 'ConvTranspose', 'MatMul')
 #: layers kept in float32: the class scores and their upsampling (a few output channels,
 #: little compute, and where rounding moves the road probability at the threshold)
 FLOAT_LAYERS = ('score_', 'upscore')
+#: the precision an int8 export records in its metadata: 8-bit weights (for CPUs with
+#: VNNI/AMX-INT8), or 7-bit weights (``reduce_range``, safe on AVX2 without VNNI)
+INT8, INT8_7BIT = 'int8', 'int8-7bit'
 
 
 class QuantizeError(RuntimeError):
@@ -37,7 +40,8 @@ class QuantizeError(RuntimeError):
 
 
 def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
-                  frames: Sequence[np.ndarray], card: Any) -> dict[str, Any]:
+                  frames: Sequence[np.ndarray], card: Any,
+                  reduce_range: bool = False) -> dict[str, Any]:
     """Write the int8 (QDQ) version of the float32 ONNX model ``src`` to ``dst``.
 
     Args:
@@ -45,6 +49,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         dst: output .onnx file.
         frames: calibration frames, each (H, W, 3) uint8 RGB, from the deployment's cameras.
         card: the model card (its ``input_mode`` and ``input_size`` give the geometry).
+        reduce_range: 7-bit weights, for x86 CPUs without VNNI: their uint8 x int8 kernels
+            add products in pairs into 16 bits, which 8-bit weights can saturate.
 
     Returns:
         What was done: method, calibration frame count, file sizes in bytes.
@@ -97,22 +103,27 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS),
-                            calibrate_method=CalibrationMethod.Percentile)
-    _mark_int8(dst)
+                            calibrate_method=CalibrationMethod.Percentile,
+                            reduce_range=reduce_range)
+    _mark_int8(dst, INT8_7BIT if reduce_range else INT8)
     return {'method': 'onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 '
-                      'activations, percentile calibration, score layers float32',
+                      'activations, percentile calibration, score layers float32'
+                      + (', 7-bit weights (reduce_range)' if reduce_range else ''),
+            'precision': INT8_7BIT if reduce_range else INT8,
             'calibration_frames': len(frames), 'float32_bytes': src.stat().st_size,
             'int8_bytes': dst.stat().st_size}
 
 
-def _mark_int8(path: pathlib.Path) -> None:
-    """Record ``int8`` under :data:`~seg_perception.onnx_export.PRECISION_KEY` in the file's
-    metadata (the card stays), so the Segmenter reports the precision it runs.
+def _mark_int8(path: pathlib.Path, precision: str) -> None:
+    """Record ``precision`` (:data:`INT8` or :data:`INT8_7BIT`) under
+    :data:`~seg_perception.onnx_export.PRECISION_KEY` in the file's metadata (the card
+    stays), so the Segmenter reports the precision it runs and ``backend: auto`` knows
+    which CPUs it suits.
     """
     import onnx
 
     from seg_perception.onnx_export import PRECISION_KEY
     proto = onnx.load(str(path))
     entry = proto.metadata_props.add()
-    entry.key, entry.value = PRECISION_KEY, 'int8'
+    entry.key, entry.value = PRECISION_KEY, precision
     onnx.save(proto, str(path))

@@ -16,8 +16,9 @@ AMX = frozenset({'avx2', 'avx512f', 'amx_bf16', 'amx_int8', 'amx_tile'})
 
 @pytest.fixture
 def model(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> pathlib.Path:
-    """A stand-in .segmodel path (never loaded); its int8 export counts as current."""
-    monkeypatch.setattr(backend_choice, 'same_card', lambda segmodel, onnx_file: True)
+    """A stand-in .segmodel path (never loaded); its int8 export counts as current, with
+    8-bit weights."""
+    monkeypatch.setattr(backend_choice, 'export_metadata', lambda segmodel, onnx_file: {})
     path = tmp_path / 'road.segmodel'
     path.write_bytes(b'not loaded here')
     return path
@@ -49,6 +50,17 @@ def test_keras_otherwise(model: pathlib.Path, case: str, kwargs, why: str) -> No
     choice = choose_backend(model, 'auto', **kwargs)
     assert (choice.backend, choice.model_path, choice.providers) == ('keras', model, None), case
     assert why in choice.reason
+
+
+def test_a_7bit_export_runs_without_vnni(model: pathlib.Path,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """``seg_export --reduce-range`` (7-bit weights, no saturation) suits AVX2-only CPUs."""
+    int8 = with_int8(model)
+    monkeypatch.setattr(backend_choice, 'export_metadata', lambda segmodel, onnx_file: {
+        'seg_perception.precision': 'int8-7bit'})
+    choice = choose_backend(model, 'auto', flags=AVX2, gpu=False, onnxruntime_installed=True)
+    assert (choice.backend, choice.model_path) == ('onnxruntime', int8)
+    assert '7-bit weights' in choice.reason and 'not measured' in choice.reason
 
 
 def test_keras_without_an_int8_export_and_onnx_files_on_onnxruntime(
@@ -95,7 +107,7 @@ def test_an_int8_export_of_another_model_is_not_used(small_model_path: pathlib.P
     model = tmp_path / 'small.segmodel'
     shutil.copy(small_model_path, model)
     shutil.copy(small_onnx_path, int8_export_of(model))
-    assert backend_choice.same_card(model, int8_export_of(model))
+    assert backend_choice.export_metadata(model, int8_export_of(model)) is not None
     choice = choose_backend(model, 'cpu', flags=VNNI, onnxruntime_installed=True)
     assert choice.backend == 'onnxruntime'
     other = save_random_model(tmp_path / 'other.segmodel',
@@ -105,4 +117,4 @@ def test_an_int8_export_of_another_model_is_not_used(small_model_path: pathlib.P
     choice = choose_backend(model, 'cpu', flags=VNNI, onnxruntime_installed=True)
     assert choice.backend == 'keras' and 'card differs' in choice.reason
     int8_export_of(model).write_bytes(b'truncated')
-    assert not backend_choice.same_card(model, int8_export_of(model))
+    assert backend_choice.export_metadata(model, int8_export_of(model)) is None

@@ -153,3 +153,27 @@ def test_int8_needs_calibration_frames(small_model_path: pathlib.Path,
     assert out.stdout.split() == ['1', 'False']
     assert out.stderr.strip().splitlines()[-1].startswith(
         'seg_export: error: --quantize int8 needs --calibration-frames')
+
+
+def test_7bit_int8_export_is_picked_without_vnni(small_model_path: pathlib.Path,
+                                                 tmp_path: pathlib.Path) -> None:
+    """``--reduce-range``: 7-bit weights, recorded in the metadata; ``backend: auto`` runs it
+    on an AVX2-only CPU, where it would not run an 8-bit export."""
+    frames = pathlib.Path(__file__).resolve().parent.parent / 'demo' / 'frames'
+    model = tmp_path / 'small.segmodel'
+    shutil.copy(small_model_path, model)
+    out = tmp_path / 'small.int8.onnx'
+    assert export_cli.main(['--model', str(model), '--out', str(out), '--quantize', 'int8',
+                            '--reduce-range', '--calibration-frames', str(frames / 'kitti'),
+                            '--no-check']) == 0
+    seg = Segmenter(out, backend='onnxruntime', providers=('cpu',))
+    assert seg.precision == 'int8-7bit'
+    from seg_perception.backend_choice import choose_backend
+    choice = choose_backend(model, 'cpu', flags=frozenset({'avx2', 'fma'}),
+                            onnxruntime_installed=True)
+    assert (choice.backend, choice.model_path) == ('onnxruntime', out)
+    with pytest.raises(SystemExit):
+        export_cli.build_parser().parse_args(['--model', str(model), '--out', 'x.onnx',
+                                              '--reduce-range', '--quantize', 'int4'])
+    assert export_cli.main(['--model', str(model), '--out', str(tmp_path / 'f.onnx'),
+                            '--reduce-range', '--no-check']) == 1
