@@ -81,10 +81,11 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               f'share/{PACKAGE}/models/{DEFAULT_MODEL_NAME} (.onnx next to it for '
               'onnxruntime)'),
     ParamSpec('backend', 'string', 'auto', 'Inference runtime: auto (onnxruntime for an .onnx '
-              'file; on a CPU with VNNI/AMX-INT8 the int8 export <model stem>.int8.onnx beside '
-              'the .segmodel when there is one and onnxruntime is installed; else keras; the '
-              'choice and why are logged), keras (TensorFlow/JAX, the .segmodel) or '
-              'onnxruntime (an .onnx export; needs the onnxruntime package)',
+              'file; the int8 export <model stem>.int8.onnx beside the .segmodel when it '
+              'suits this CPU (8-bit weights: VNNI/AMX-INT8; 7-bit: any x86) and onnxruntime '
+              'is installed; else keras; the choice and why are logged), keras '
+              '(TensorFlow/JAX, the .segmodel) or onnxruntime (an .onnx export; needs the '
+              'onnxruntime package)',
               choices=BACKEND_CHOICES),
     ParamSpec('providers', 'string_array', list(PROVIDERS), 'onnxruntime execution providers '
               'in order of preference (tensorrt, cuda, cpu); unavailable ones are skipped and '
