@@ -225,9 +225,9 @@ def _ort_segmenters(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
     frames = calibration_frames(calibration, 32)
     if not frames:
         return seg, None, note + f'; int8 left out (no frames in {calibration})'
-    from seg_perception.backend_choice import INT8_DOT_FLAGS, cpu_flags
+    from seg_perception.backend_choice import int8_dot_flags
     # Without VNNI, the export backend auto would run there: 7-bit weights (no saturation).
-    reduce_range = not cpu_flags().intersection(INT8_DOT_FLAGS)
+    reduce_range = not int8_dot_flags()
     quantize_int8(path, tmp / 'model_int8.onnx', frames, card, reduce_range=reduce_range)
     seg8 = Segmenter(tmp / 'model_int8.onnx', backend='onnxruntime', providers=('cpu',),
                      input_mode='pad')

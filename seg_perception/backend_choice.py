@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import os
 import pathlib
 import zipfile
 
@@ -68,6 +69,18 @@ def nvidia_gpu_present() -> bool:
     return (gpus.is_dir() and any(gpus.iterdir())) or pathlib.Path('/dev/nvidia0').exists()
 
 
+def backend_of_file(path: str | os.PathLike) -> str:
+    """The backend that can run the model file ``path``: onnxruntime for ``.onnx``, else keras."""
+    return 'onnxruntime' if pathlib.Path(path).suffix.lower() == '.onnx' else 'keras'
+
+
+def int8_dot_flags(flags: frozenset[str] | None = None) -> list[str]:
+    """The int8 dot-product instructions (VNNI, AMX-INT8) among ``flags`` (this CPU's when
+    ``None``): where there are none, an int8 export needs 7-bit weights.
+    """
+    return sorted((cpu_flags() if flags is None else flags).intersection(INT8_DOT_FLAGS))
+
+
 def int8_export_of(model_path: pathlib.Path) -> pathlib.Path:
     """Where ``auto`` looks for the int8 export of a ``.segmodel``: ``<stem>.int8.onnx``."""
     return model_path.with_name(model_path.stem + INT8_SUFFIX)
@@ -103,15 +116,14 @@ def choose_backend(model_path: pathlib.Path, device: str = 'auto',
         gpu: an NVIDIA GPU is present.
         onnxruntime_installed: the onnxruntime package can be imported.
     """
-    if model_path.suffix.lower() == '.onnx':
+    if backend_of_file(model_path) == 'onnxruntime':
         return BackendChoice('onnxruntime', model_path, 'auto: an ONNX model file')
     if gpu is None:
         gpu = device != 'cpu' and nvidia_gpu_present()
     if device == 'gpu' or gpu:
         return BackendChoice('keras', model_path, 'auto: Keras on the GPU')
-    flags = cpu_flags() if flags is None else flags
     int8 = int8_export_of(model_path)
-    vnni = sorted(flags.intersection(INT8_DOT_FLAGS))
+    vnni = int8_dot_flags(flags)
     if not int8.is_file():
         return BackendChoice('keras', model_path, f'auto: Keras (no int8 export {int8.name} '
                              'beside the model; seg_export --quantize int8 makes one)')

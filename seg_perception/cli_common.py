@@ -13,6 +13,8 @@ import zipfile
 import zlib
 from collections.abc import Callable
 
+from seg_perception.backend_choice import backend_of_file
+
 # The model card inside a .segmodel zip: seg_perception.model_io.CARD_NAME (that module
 # imports Keras, so it is not imported here; test_cli_fail_fast.py checks they agree).
 CARD_NAME = 'card.json'
@@ -82,11 +84,6 @@ def check_onnx_file(path: str | os.PathLike, flag: str = '--model') -> pathlib.P
     return p
 
 
-def backend_of_file(path: str | os.PathLike) -> str:
-    """The backend that can run the model file ``path``: onnxruntime for ``.onnx``, else keras."""
-    return 'onnxruntime' if pathlib.Path(path).suffix.lower() == '.onnx' else 'keras'
-
-
 def check_model_for_backend(path: str | os.PathLike, backend: str,
                             flag: str = '--model') -> pathlib.Path:
     """:func:`check_model_file` for ``backend`` keras, :func:`check_onnx_file` (and an
@@ -103,7 +100,7 @@ def check_model_for_backend(path: str | os.PathLike, backend: str,
         except OrtError as exc:
             raise CliError(str(exc)) from None
         return check_onnx_file(path, flag)
-    if pathlib.Path(path).suffix.lower() == '.onnx':
+    if backend_of_file(path) == 'onnxruntime':
         raise CliError(f'{flag} {path} is an ONNX file: use --backend onnxruntime')
     return check_model_file(path, flag)
 

@@ -41,8 +41,8 @@ import pathlib
 import sys
 from typing import Any
 
+from seg_perception.backend_choice import backend_of_file
 from seg_perception.cli_common import (
-    backend_of_file,
     check_model_for_backend,
     check_out_dir,
     run_cli,
@@ -162,10 +162,9 @@ def pipeline_from(args: argparse.Namespace) -> Any:
                           input_size=args.input_size, precision=args.precision,
                           backend=args.backend, providers=args.providers)
     crf = CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
-    pipeline = Pipeline(segmenter, threshold=args.threshold, crf=crf,
-                        crf_enabled=args.crf or args.crf_scale is not None)
-    pipeline.backend_note = getattr(args, 'backend_note', '')
-    return pipeline
+    return Pipeline(segmenter, threshold=args.threshold, crf=crf,
+                    crf_enabled=args.crf or args.crf_scale is not None,
+                    backend_note=getattr(args, 'backend_note', ''))
 
 
 def evaluate(args: argparse.Namespace) -> int:

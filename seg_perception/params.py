@@ -26,6 +26,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from seg_perception.backend_choice import backend_of_file, choose_backend
 from seg_perception.paths import DEFAULT_MODEL_NAME, share_file
 
 PACKAGE = 'seg_perception'
@@ -261,9 +262,8 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
                           f'{list(PROVIDERS)}, got {list(providers)}')
     backend, note = values['backend'] or 'auto', ''
     if backend == 'auto':
-        from seg_perception.backend_choice import choose_backend
         model = values['model_path']
-        given = model_file(model, 'onnxruntime' if model.lower().endswith('.onnx') else 'keras')
+        given = model_file(model, backend_of_file(model))
         choice = choose_backend(given, values['device'])
         backend, model_path, note = choice.backend, choice.model_path, choice.reason
         providers = choice.providers or providers
@@ -304,7 +304,7 @@ def model_file(model: str, backend: str) -> pathlib.Path:
     default = default_model_path()
     path = pathlib.Path(model).expanduser() if model else (
         default.with_suffix('.onnx') if onnx else default)
-    is_onnx = path.suffix.lower() == '.onnx'
+    is_onnx = backend_of_file(path) == 'onnxruntime'
     if onnx and not is_onnx:
         raise ConfigError(f"parameter 'model_path': backend 'onnxruntime' needs an .onnx file "
                           f'from seg_export, got {path}')

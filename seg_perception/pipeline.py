@@ -70,8 +70,10 @@ class Pipeline:
 
     def __init__(self, segmenter: Any, threshold: float | None = None, crf: Any = None,
                  crf_enabled: bool = False, overlay_color: Sequence[int] | None = None,
-                 overlay_alpha: float = 0.5) -> None:
-        """Check the settings against the model; import the CRF when it is on."""
+                 overlay_alpha: float = 0.5, backend_note: str = '') -> None:
+        """Check the settings against the model; import the CRF when it is on.
+        ``backend_note``: why ``backend: auto`` chose this runtime ('' = chosen by hand).
+        """
         self.segmenter = segmenter
         self.card = segmenter.card
         self.road_class = int(self.card.road_class)
@@ -95,7 +97,7 @@ class Pipeline:
         # binary models colour the road only; multi-class models every class
         self.overlay_classes = [self.road_class] if self.num_classes == 2 else None
         self.last_segment_ms = self.last_forward_ms = self.last_crf_ms = 0.0
-        self.backend_note = ''  # why backend auto chose this runtime ('' = chosen by hand)
+        self.backend_note = backend_note
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Pipeline:
@@ -129,12 +131,11 @@ class Pipeline:
                                   input_size=settings.input_size,
                                   precision=settings.precision, backend=settings.backend,
                                   providers=settings.providers)
-            pipeline = cls(segmenter, threshold=settings.threshold, crf=crf,
-                           crf_enabled=settings.crf_enabled,
-                           overlay_color=settings.overlay_color,
-                           overlay_alpha=settings.overlay_alpha)
-            pipeline.backend_note = settings.backend_note
-            return pipeline
+            return cls(segmenter, threshold=settings.threshold, crf=crf,
+                       crf_enabled=settings.crf_enabled,
+                       overlay_color=settings.overlay_color,
+                       overlay_alpha=settings.overlay_alpha,
+                       backend_note=settings.backend_note)
         except ModelFileError as exc:
             raise ConfigError(f'model file unusable: {exc}') from None
         except (RuntimeError, ValueError) as exc:

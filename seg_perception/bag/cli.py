@@ -31,8 +31,8 @@ import pathlib
 import sys
 from typing import Any
 
+from seg_perception.backend_choice import backend_of_file
 from seg_perception.cli_common import (
-    backend_of_file,
     check_model_for_backend,
     check_out_dir,
     run_cli,
