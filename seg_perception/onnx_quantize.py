@@ -89,41 +89,35 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
             batch = next(self._it, None)
             return None if batch is None else {'image': batch}
 
+    # Recorded in the metadata: the Segmenter reports it, and backend auto knows which CPUs
+    # the export suits.
+    precision = INT8_7BIT if reduce_range else INT8
     src, dst = pathlib.Path(src), pathlib.Path(dst)
     with tempfile.TemporaryDirectory(dir=dst.parent) as tmp:
         prepared = pathlib.Path(tmp) / 'prepared.onnx'
         # Shape inference and graph clean-up first (onnxruntime's recommended pre-pass).
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         import onnx
-        keep = [n.name for n in onnx.load(str(prepared)).graph.node
+
+        from seg_perception.onnx_export import PRECISION_KEY
+        proto = onnx.load(str(prepared))
+        keep = [n.name for n in proto.graph.node
                 if any(f'/{layer}' in n.name for layer in FLOAT_LAYERS)]
+        # The precision goes into the metadata here; quantize_static keeps it, as the card.
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = PRECISION_KEY, precision
         with contextlib.redirect_stdout(sys.stderr):  # its progress lines: not results
-            quantize_static(str(prepared), str(dst), Frames(), quant_format=QuantFormat.QDQ,
+            quantize_static(proto, str(dst), Frames(), quant_format=QuantFormat.QDQ,
                             nodes_to_exclude=keep,
                             per_channel=True, activation_type=QuantType.QUInt8,
                             weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS),
                             calibrate_method=CalibrationMethod.Percentile,
                             reduce_range=reduce_range)
-    _mark_int8(dst, INT8_7BIT if reduce_range else INT8)
     return {'method': 'onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 '
                       'activations, percentile calibration, score layers float32'
                       + (', 7-bit weights (reduce_range)' if reduce_range else ''),
-            'precision': INT8_7BIT if reduce_range else INT8,
+            'precision': precision,
             'calibration_frames': len(frames), 'float32_bytes': src.stat().st_size,
             'int8_bytes': dst.stat().st_size}
 
-
-def _mark_int8(path: pathlib.Path, precision: str) -> None:
-    """Record ``precision`` (:data:`INT8` or :data:`INT8_7BIT`) under
-    :data:`~seg_perception.onnx_export.PRECISION_KEY` in the file's metadata (the card
-    stays), so the Segmenter reports the precision it runs and ``backend: auto`` knows
-    which CPUs it suits.
-    """
-    import onnx
-
-    from seg_perception.onnx_export import PRECISION_KEY
-    proto = onnx.load(str(path))
-    entry = proto.metadata_props.add()
-    entry.key, entry.value = PRECISION_KEY, precision
-    onnx.save(proto, str(path))
