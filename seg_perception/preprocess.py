@@ -135,10 +135,11 @@ def prepare_batch(images: Sequence[np.ndarray], mode: str = 'pad',
         elif mode == 'fit':
             ih, iw = inner[i]
             scale_image(image, iw, ih, dst=slot[:, :iw])  # straight into the slot
-            _reflect_columns(slot, iw)
+            _pad_in_place(slot, ih, iw)
             geometries.append(FrameGeometry(h, w, mode, ih, iw))
         else:
-            _pad_into(slot, image)
+            slot[:h, :w] = image
+            _pad_in_place(slot, h, w)
             geometries.append(FrameGeometry(h, w, mode, h, w))
         if flags[i]:
             cv2.cvtColor(slot, cv2.COLOR_BGR2RGB, dst=slot)  # in place, at the model size
@@ -180,32 +181,21 @@ def scale_image(image: np.ndarray, width: int, height: int,
     return cv2.resize(fine, (width, height), dst=dst, interpolation=cv2.INTER_AREA)
 
 
-def _reflect_columns(slot: np.ndarray, width: int) -> None:
-    """Fill ``slot[:, width:]`` from its content ``slot[:, :width]`` in place: reflected
-    about the last column (``BORDER_REFLECT_101``, as :func:`_pad_into`), or that column
-    repeated where the content is too narrow to reflect.
+def _pad_in_place(slot: np.ndarray, height: int, width: int) -> None:
+    """Pad ``slot`` (Hb, Wb, 3) around its content ``slot[:height, :width]``, in place.
+
+    Reflect padding (``BORDER_REFLECT_101``) keeps image statistics at the border (zeros
+    would look like a black frame edge the model never saw in training); where the content
+    is too small to reflect into the pad, its last row and column are repeated instead.
     """
-    pad = slot.shape[1] - width
-    if pad == 0:
-        return
-    if pad < width:
-        slot[:, width:] = slot[:, width - 2 - np.arange(pad)]
-    else:
-        slot[:, width:] = slot[:, width - 1:width]
-
-
-def _pad_into(slot: np.ndarray, image: np.ndarray) -> None:
-    """Copy ``image`` into the top-left of ``slot`` (Hb, Wb, 3) and pad the rest.
-
-    Reflect padding keeps image statistics at the border (zeros would look like a black
-    frame edge the model never saw in training); edge padding where reflecting cannot fill.
-    """
-    hb, wb = slot.shape[:2]
-    h, w = image.shape[:2]
-    if hb - h < h and wb - w < w:
-        cv2.copyMakeBorder(image, 0, hb - h, 0, wb - w, cv2.BORDER_REFLECT_101, dst=slot)
-    else:
-        slot[:] = np.pad(image, ((0, hb - h), (0, wb - w), (0, 0)), mode='edge')
+    pad_h, pad_w = slot.shape[0] - height, slot.shape[1] - width
+    reflect = pad_h < height and pad_w < width
+    if pad_w:
+        cols = width - 2 - np.arange(pad_w) if reflect else np.full(pad_w, width - 1)
+        slot[:height, width:] = slot[:height, cols]
+    if pad_h:
+        rows = height - 2 - np.arange(pad_h) if reflect else np.full(pad_h, height - 1)
+        slot[height:] = slot[rows]
 
 
 def restore(prob: np.ndarray, geometry: FrameGeometry) -> np.ndarray:

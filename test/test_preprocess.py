@@ -157,15 +157,20 @@ def test_scale_image_enlarges_bilinearly_and_writes_into_dst():
     assert set(np.unique(preprocess.scale_image(flat, 636, 192))) == {77}
 
 
-@pytest.mark.parametrize('width', [5, 6, 7, 11, 100])
-def test_fit_pads_in_place_exactly_as_copy_make_border(width):
-    """Fit mode scales straight into the slot and pads its columns in place; the result is
-    the reflect-101 (or edge, for narrow content) padding of :func:`_pad_into`."""
-    image = _frame(64, width, width)
-    slot_width = 12 if width < 12 else 128
-    expected = np.zeros((64, slot_width, 3), np.uint8)
-    preprocess._pad_into(expected, image)
-    slot = np.zeros_like(expected)
-    slot[:, :width] = image
-    preprocess._reflect_columns(slot, width)
+@pytest.mark.parametrize('height, width', [(64, 5), (64, 6), (64, 7), (64, 11), (64, 100),
+                                           (40, 100), (375, 1242), (3, 4)])
+def test_pad_in_place_is_copy_make_border_or_edge(height, width):
+    """Both modes pad the batch slot in place: reflect-101 exactly as OpenCV's
+    copyMakeBorder, or the edge repeated (numpy's 'edge' mode) for content too small."""
+    import cv2
+    image = _frame(height, width, width)
+    hb, wb = round_up(max(height, 64)), 12 if width < 12 else round_up(width)
+    pad_h, pad_w = hb - height, wb - width
+    if pad_h < height and pad_w < width:
+        expected = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_REFLECT_101)
+    else:
+        expected = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode='edge')
+    slot = np.zeros((hb, wb, 3), np.uint8)
+    slot[:height, :width] = image
+    preprocess._pad_in_place(slot, height, width)
     np.testing.assert_array_equal(slot, expected)
