@@ -1,0 +1,1 @@
+"""Layer 4: deployment exports: ONNX, int8, SavedModel."""
