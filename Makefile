@@ -36,7 +36,7 @@ $(READY): $(SETUP_INPUTS)
 	@echo "setup: $(VENV) is ready; 'source $(VENV)/bin/activate' is the one environment step"
 
 demo: $(READY)
-	$(ACTIVATE) && python -m seg_perception.demo --out demo_out
+	$(ACTIVATE) && python -m seg_perception.cli.demo --out demo_out
 
 test: $(READY)
 	$(ACTIVATE) && python -m pytest -ra

@@ -32,11 +32,11 @@ setup(
     license='Apache-2.0',
     entry_points={
         'console_scripts': [
-            'road_segmentation = seg_perception.node:main',
-            'seg_train = seg_perception.train_cli:main',
-            'seg_evaluate = seg_perception.evaluate_cli:main',
-            'seg_bag = seg_perception.bag.cli:main',
-            'seg_export = seg_perception.export_cli:main',
+            'road_segmentation = seg_perception.ros.node:main',
+            'seg_train = seg_perception.cli.train:main',
+            'seg_evaluate = seg_perception.cli.evaluate:main',
+            'seg_bag = seg_perception.cli.bag:main',
+            'seg_export = seg_perception.cli.export:main',
         ],
     },
 )

@@ -15,7 +15,7 @@ import functools
 import sys
 
 from bench.common import DEFAULT_MODEL, machine_info, print_table, time_call, write_results
-from seg_perception.params import DEVICES
+from seg_perception.core.choices import DEVICES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,8 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from seg_perception import preprocess
-    from seg_perception.segmenter import Segmenter, resolve_device
+    from seg_perception.core import preprocess
+    from seg_perception.runtime.segmenter import Segmenter, resolve_device
 
     device = resolve_device(args.device)
     rows = []

@@ -82,9 +82,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
 
-    from seg_perception.crf import CRFParams, refine
+    from seg_perception.core.crf import CRFParams, refine
     from seg_perception.datasets import open_dataset
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
 
     dataset = open_dataset('camvid', args.data_dir, args.split)
     n = min(args.frames, len(dataset))

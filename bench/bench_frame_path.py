@@ -3,7 +3,7 @@
 For one camera frame the node does (``RoadSegmentationNode._process`` /
 ``CameraOutputs.publish``):
 
-* ``decode``: sensor_msgs/Image -> numpy (:mod:`seg_perception.ros_image`), frame check;
+* ``decode``: sensor_msgs/Image -> numpy (:mod:`seg_perception.core.image_msgs`), frame check;
 * ``preprocess``: the frame into the model batch (:func:`preprocess.prepare_batch`);
 * ``host<->device``: the Segmenter's forward call minus the bare compiled model (timed
   separately on a tensor already on the device, interleaved, and subtracted);
@@ -14,7 +14,11 @@ For one camera frame the node does (``RoadSegmentationNode._process`` /
   DDS; random ``ROS_DOMAIN_ID``, ``ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST``, the packaged
   Fast DDS large-image profile), reliable keep-last 1 like the node's outputs.
 
-``total`` is the sum of the stage medians (the model's own forward pass excluded). Frames
+``total`` is the sum of the stage medians (the model's own forward pass excluded).
+``grid`` (not in ``total``) is the node's ``road/grid`` step on the same frame
+(``grid.enabled``): the probability through the cached remap tables into a 0.1 m grid of
+40 x 20 m ahead of the vehicle, the OccupancyGrid values and message, and its publish; the
+tables' build time (once per camera, pose and grid) is printed per frame size. Frames
 are 1242x375 (KITTI) and 480x360 (CamVid), in rgb8 (overlay rgb8) and bgr8 (overlay bgr8),
 paced at ``--rate`` Hz like a camera. The path outside the model does not depend on the
 network, so by default the model is a stand-in with the FCN-8s input and output tensors
@@ -46,7 +50,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     print_table,
     write_results,
 )
-from seg_perception.params import (  # noqa: E402
+from seg_perception.core.choices import (  # noqa: E402
     BACKENDS,
     DEVICES,
     INPUT_MODES,
@@ -54,6 +58,10 @@ from seg_perception.params import (  # noqa: E402
 )
 
 STAGES = ('decode', 'preprocess', 'host_device', 'post', 'overlay', 'message', 'publish')
+GRID = {'frame': 'base_link', 'resolution': 0.1, 'size': [40.0, 20.0], 'origin': [0.0, -10.0],
+        'max_range': 40.0, 'free_threshold': None, 'occupied_threshold': None,
+        'camera_pose': [1.0, 0.0, 1.65, 0.0, 0.02, 0.0], 'use_tf': False}  # KITTI-like height
+GRID_TARGET_MS = 1.0
 TARGET_MS = 2.0  # per 1242x375 frame, overlay and label both published
 SUBSCRIBER = r'''
 import sys
@@ -61,13 +69,15 @@ import rclpy
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy
 from sensor_msgs.msg import Image
-from seg_perception import ros_spin
+from seg_perception.ros import spin as ros_spin
 ros_spin.init(sys.argv)
 node = rclpy.create_node('frame_path_sink')
 qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                  reliability=ReliabilityPolicy.RELIABLE)
+from nav_msgs.msg import OccupancyGrid
 for topic in sys.argv[1:]:
-    node.create_subscription(Image, topic, lambda m: None, qos)
+    kind = OccupancyGrid if topic.endswith('/grid') else Image
+    node.create_subscription(kind, topic, lambda m: None, qos)
 ex = SingleThreadedExecutor()
 ex.add_node(node)
 ros_spin.spin_until_signal(ex)
@@ -82,12 +92,12 @@ def isolate_dds(sync_publication: bool = False) -> None:
     """
     os.environ.setdefault('ROS_DOMAIN_ID', str(random.Random().randint(1, 101)))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
-    from seg_perception.paths import use_large_image_profile
+    from seg_perception.ros.dds_env import use_large_image_profile
     use_large_image_profile()
     if sync_publication:
         os.environ['RMW_FASTRTPS_PUBLICATION_MODE'] = 'SYNCHRONOUS'
     else:
-        from seg_perception.paths import use_async_publication
+        from seg_perception.ros.dds_env import use_async_publication
         use_async_publication()
 
 
@@ -95,7 +105,7 @@ def stand_in(mode: str, input_size: tuple[int, int]) -> tuple[Any, Any]:
     """``(keras.Model, ModelCard)``: uint8 (N, H, W, 3) -> 2-class logits (N, H, W, 2)."""
     import keras
 
-    from seg_perception.model_io import ModelCard
+    from seg_perception.model.model_file import ModelCard
     inputs = keras.Input((None, None, 3), dtype='uint8')
     x = keras.layers.Rescaling(1 / 255.0)(inputs)
     logits = keras.layers.Conv2D(2, 1, name='score')(x)
@@ -177,15 +187,16 @@ class Publishers:
         self.node = rclpy.create_node('frame_path_bench', context=self.context)
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1,
                          reliability=ReliabilityPolicy.RELIABLE)
-        self.topics = [f'{ns}/road/label', f'{ns}/road/overlay']
+        from nav_msgs.msg import OccupancyGrid
+        self.topics = [f'{ns}/road/label', f'{ns}/road/overlay', f'{ns}/road/grid']
         self.label = self.node.create_publisher(Image, self.topics[0], qos)
         self.overlay = self.node.create_publisher(Image, self.topics[1], qos)
+        self.grid = self.node.create_publisher(OccupancyGrid, self.topics[2], qos)
 
     def wait_matched(self, timeout: float = 60.0) -> None:
         """Until both publishers see the subscriber (raises TimeoutError)."""
         deadline = time.monotonic() + timeout
-        while (self.label.get_subscription_count() < 1
-               or self.overlay.get_subscription_count() < 1):
+        while min(p.get_subscription_count() for p in (self.label, self.overlay, self.grid)) < 1:
             if time.monotonic() > deadline:
                 raise TimeoutError('the subscriber process did not match')
             time.sleep(0.05)
@@ -201,13 +212,36 @@ def frame_message(h: int, w: int, encoding: str, seed: int = 0) -> Any:
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from seg_perception.ros_image import fill_image_msg
+    from seg_perception.core.image_msgs import fill_image_msg
     rng = np.random.default_rng(seed)
     frame = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
     frame[h // 2:] //= 2
     msg = fill_image_msg(Image(), frame, encoding)
     msg.header.frame_id = 'camera'
     return msg
+
+
+def camera_info(h: int, w: int) -> Any:
+    """A pinhole CameraInfo for an ``w`` x ``h`` frame (KITTI's focal length at 1242 wide)."""
+    from sensor_msgs.msg import CameraInfo
+    f = 721.5 * w / 1242
+    return CameraInfo(width=w, height=h, k=[f, 0.0, w / 2, 0.0, f, h / 2, 0.0, 0.0, 1.0],
+                      d=[0.0] * 5, distortion_model='plumb_bob')
+
+
+def grid_tables_ms(h: int, w: int, repeats: int = 5) -> float:
+    """Median time (ms) to build the remap tables of the bench grid for a ``w`` x ``h`` frame."""
+    from seg_perception.geometry.camera_grid import CameraGrid, GridConfig
+    from seg_perception.ros.grid_output import info_fields
+    config = GridConfig.from_settings(GRID, 1)
+    times = []
+    for _ in range(repeats):
+        grid = CameraGrid(config)
+        model = grid.model_for(info_fields(camera_info(h, w)), w, h)
+        t0 = time.perf_counter()
+        grid.projector.tables_for(model, config.optical_poses[0])
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e3
 
 
 def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dict[str, float]]:
@@ -222,9 +256,13 @@ def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dic
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from seg_perception import preprocess, ros_image
-    from seg_perception.pipeline import Pipeline
-    from seg_perception.ros_outputs import CameraOutputs
+    from seg_perception.core import image_msgs as ros_image
+    from seg_perception.core import preprocess
+    from seg_perception.geometry.camera_grid import GridConfig
+    from seg_perception.ros.grid_output import GridOutputs
+    from seg_perception.ros.outputs import CameraOutputs
+    from seg_perception.ros.worker import Camera
+    from seg_perception.runtime.pipeline import Pipeline
 
     pipe = Pipeline(seg)
     alpha, thr = 0.5, pipe.threshold
@@ -232,6 +270,8 @@ def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dic
     cam = CameraOutputs(lambda msg_type, topic: None, '', encoding, False)  # subscriber cache
     out_label = ros_image.OutgoingImage(Image(), 'mono8')
     out_overlay = ros_image.OutgoingImage(Image(), encoding)
+    grid_cam = Camera('')
+    grid = GridOutputs(GridConfig.from_settings(GRID, 1), [grid_cam], lambda t, topic: pubs.grid)
     clock = time.perf_counter
 
     def run(msg: Any) -> dict[str, float]:
@@ -258,9 +298,14 @@ def build_path(seg: Any, pubs: Publishers, encoding: str) -> Callable[[Any], dic
         if cam.subscribed(pubs.overlay, time.monotonic()):
             pubs.overlay.publish(overlay_msg)
         t7 = clock()
+        if grid_cam.camera_info is None or grid_cam.camera_info.width != w:
+            grid_cam.camera_info = camera_info(h, w)
+        (_, state, _), = grid.publish([(grid_cam, msg.header, prob)])
+        t8 = clock()
+        assert state == 'ok', state
         return {'decode': t1 - t0, 'preprocess': t2 - t1, 'forward': t3 - t2,
                 'post': t4 - t3, 'overlay': t5 - t4, 'message': t6 - t5, 'publish': t7 - t6,
-                'batch': batch}
+                'grid': t8 - t7, 'batch': batch}
     return run
 
 
@@ -271,7 +316,7 @@ def measure(seg: Any, pubs: Publishers, size: tuple[int, int], encoding: str, re
     msg = frame_message(h, w, encoding)
     run = build_path(seg, pubs, encoding)
     put, compute = compute_only(seg)
-    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, 'forward', 'model')}
+    samples: dict[str, list[float]] = {k: [] for k in (*STAGES, 'forward', 'model', 'grid')}
     period = 1.0 / rate
     x = put(run(msg)['batch'])
     for i in range(warmup + repeats):
@@ -305,7 +350,7 @@ def _segmenter(args: argparse.Namespace, mode: str, tmp: Any) -> tuple[Any, str]
     """``(Segmenter, note)`` for ``mode``: ``--model``, else the stand-in (exported to ONNX
     for ``--backend onnxruntime``).
     """
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
     ort = args.backend == 'onnxruntime'
     kwargs: dict[str, Any] = {'backend': 'onnxruntime'} if ort else {'device': args.device}
     if args.model:
@@ -317,7 +362,7 @@ def _segmenter(args: argparse.Namespace, mode: str, tmp: Any) -> tuple[Any, str]
         return Segmenter((model, card), **kwargs), note
     import pathlib
 
-    from seg_perception.onnx_export import export_onnx
+    from seg_perception.export.onnx_export import export_onnx
     path = export_onnx(model, card, pathlib.Path(tmp.name) / f'stand_in_{mode}.onnx')
     return Segmenter(path, **kwargs), note + ', ONNX'
 
@@ -382,6 +427,8 @@ def main(argv: list[str] | None = None) -> int:
             table.append(row)
         table.append({'stage': '(model forward, excluded)',
                       **{f'{r["size"]} {r["encoding"]}': r['model'] for r in cols}})
+        table.append({'stage': 'grid: road/grid 0.1 m, 40 x 20 m (not in total)',
+                      **{f'{r["size"]} {r["encoding"]}': r['grid'] for r in cols}})
         names = [f'{r["size"]} {r["encoding"]}' for r in cols]
         print_table(f'per-frame path outside the model, {mode} mode '
                     f'(input size {args.input_size[0]}x{args.input_size[1]})', table,
@@ -391,7 +438,15 @@ def main(argv: list[str] | None = None) -> int:
             worst = max(r['total'] for r in big)
             print(f'1242x375 total outside the model: {worst:.2f} ms (worst encoding); '
                   f'target <= {TARGET_MS:g} ms: {"met" if worst <= TARGET_MS else "not met"}')
+            grid_worst = max(r['grid'] for r in big)
+            print(f'1242x375 road/grid per frame: {grid_worst:.2f} ms (worst encoding); '
+                  f'target <= {GRID_TARGET_MS:g} ms: '
+                  f'{"met" if grid_worst <= GRID_TARGET_MS else "not met"}')
+    tables = {f'{w}x{h}': grid_tables_ms(h, w) for h, w in args.sizes}
+    print('road/grid remap tables, built once per camera, pose and grid: ' + ', '.join(
+        f'{k} {v:.1f} ms' for k, v in tables.items()))
     out = write_results('frame_path', {'machine': info, 'model': note, 'rows': rows,
+                                       'grid_tables_ms': tables,
                                        'repeats': args.repeats, 'rate': args.rate,
                                        'publication': publication}, args.json)
     print(f'\nresults: {out}')

@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import numpy as np
 
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.model.fcn8s import ModelSpec
+    from seg_perception.model.model_file import save_random_model
+    from seg_perception.runtime.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

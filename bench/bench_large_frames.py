@@ -26,7 +26,7 @@ import sys
 import time
 from typing import Any
 
-from seg_perception.params import RELIABILITIES
+from seg_perception.core.choices import RELIABILITIES
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PROFILE = REPO / 'config' / 'fastdds_large_images.xml'

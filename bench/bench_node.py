@@ -44,7 +44,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     resolve_model,
     write_results,
 )
-from seg_perception.params import DEVICES  # noqa: E402
+from seg_perception.core.params import DEVICES  # noqa: E402
 
 START_TIMEOUT = 300.0
 
@@ -64,17 +64,17 @@ class Bench:
 
     def start(self, namespace: str, params: dict[str, Any], source: str | None = None) -> Any:
         """Start a node process in ``namespace`` with ``params`` (plus model and device);
-        ``source``: run the node of another checkout (``python -m seg_perception.node`` with
+        ``source``: run the node of another checkout (``python -m seg_perception.ros.node`` with
         that folder first on PYTHONPATH) instead of this one's.
         """
         h = self.h
         args = h.ros_arguments(params={'model_path': str(self.model), 'device': self.device,
                                        'input_mode': self.input_mode, **params},
                                namespace=namespace, log_level='warn')
-        command = h.executable('road_segmentation', 'seg_perception.node')
+        command = h.executable('road_segmentation', 'seg_perception.ros.node')
         env = None
         if source:
-            command = [sys.executable, '-m', 'seg_perception.node']
+            command = [sys.executable, '-m', 'seg_perception.ros.node']
             env = {'PYTHONPATH': os.pathsep.join(  # added to this environment
                 [str(pathlib.Path(source).resolve()), os.environ.get('PYTHONPATH', '')])}
         proc = h.NodeProcess(command, args, name=f'bench{namespace.replace("/", "_")}',
@@ -104,7 +104,7 @@ class Bench:
         """An rgb8 Image of ``frame`` with a fresh stamp and a unique frame id."""
         from sensor_msgs.msg import Image
 
-        from seg_perception.ros_image import fill_image_msg
+        from seg_perception.core.image_msgs import fill_image_msg
 
         msg = fill_image_msg(Image(), frame, 'rgb8')
         msg.header.stamp = self.ros.node.get_clock().now().to_msg()
@@ -154,7 +154,7 @@ def node_overhead(bench: Bench, frame: Any, frames: int, warmup: int) -> dict[st
     """(a): round trip through the node against the bare Segmenter call."""
     from diagnostic_msgs.msg import DiagnosticArray
 
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
 
     ns = '/bench_overhead'
     # Diagnostics every 0.1 s: with one frame in flight each report holds at most one
@@ -306,12 +306,12 @@ def main(argv: list[str] | None = None) -> int:
     os.environ['ROS_DOMAIN_ID'] = str(random.Random().randint(1, 101))
     os.environ['ROS_AUTOMATIC_DISCOVERY_RANGE'] = 'LOCALHOST'
     os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
-    from seg_perception.paths import use_large_image_profile
+    from seg_perception.ros.dds_env import use_large_image_profile
     use_large_image_profile()  # 1.4 MB best-effort frames from this process
 
     import numpy as np
 
-    from seg_perception.model import ModelSpec
+    from seg_perception.model.fcn8s import ModelSpec
 
     with tempfile.TemporaryDirectory() as tmp:
         try:

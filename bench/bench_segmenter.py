@@ -9,7 +9,7 @@
       exported with ``seg_export`` into a temporary file (or ``--onnx``); skipped without
       onnxruntime/tf2onnx or with ``--no-onnx``;
     * ``Segmenter`` on ONNX Runtime with the int8 (static QDQ) version of that export
-      (:mod:`seg_perception.onnx_quantize`, calibrated on ``--calibration-frames``).
+      (:mod:`seg_perception.export.int8`, calibrated on ``--calibration-frames``).
 
 To see an AVX2-only CPU on an AVX-512 machine, cap oneDNN (TensorFlow's CPU kernels) with
 ``ONEDNN_MAX_CPU_ISA=AVX2`` (``make bench`` runs this bench that way too). The cap does not
@@ -46,7 +46,7 @@ from bench.common import (  # noqa: E402 - the environment above must be set fir
     time_interleaved,
     write_results,
 )
-from seg_perception.params import DEVICES  # noqa: E402
+from seg_perception.core.params import DEVICES  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,9 +75,9 @@ def main(argv: list[str] | None = None) -> int:
     import keras
     import numpy as np
 
-    from seg_perception import preprocess
-    from seg_perception.model_io import load_model
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.core import preprocess
+    from seg_perception.model.model_file import load_model
+    from seg_perception.runtime.segmenter import Segmenter
 
     with tempfile.TemporaryDirectory() as tmp:
         try:
@@ -205,27 +205,27 @@ def _ort_segmenters(onnx: str | None, model: Any, card: Any, tmp: pathlib.Path,
     """``(float32 Segmenter, int8 Segmenter, note)`` on ONNX Runtime's CPU provider; ``None``
     for what cannot run (the note says why).
     """
-    from seg_perception.ort_backend import onnxruntime_installed
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.ort_session import onnxruntime_installed
+    from seg_perception.runtime.segmenter import Segmenter
     if not onnxruntime_installed():
         return None, None, 'not installed'
     path = pathlib.Path(onnx) if onnx else tmp / 'model.onnx'
     if not onnx:
-        from seg_perception.onnx_export import ExportError, export_onnx
+        from seg_perception.export.onnx_export import ExportError, export_onnx
         try:
             export_onnx(model, card, path)
         except ExportError as exc:
             return None, None, f'no export ({exc})'
     import onnxruntime
 
-    from seg_perception.export_cli import calibration_frames
-    from seg_perception.onnx_quantize import quantize_int8
+    from seg_perception.cli.export import calibration_frames
+    from seg_perception.export.int8 import quantize_int8
     seg = Segmenter(path, backend='onnxruntime', providers=('cpu',), input_mode='pad')
     note = f'{onnxruntime.__version__}, {", ".join(seg.providers)}'
     frames = calibration_frames(calibration, 32)
     if not frames:
         return seg, None, note + f'; int8 left out (no frames in {calibration})'
-    from seg_perception.backend_choice import int8_dot_flags
+    from seg_perception.core.hardware import int8_dot_flags
     # Without VNNI, the export backend auto would run there: 7-bit weights (no saturation).
     reduce_range = not int8_dot_flags()
     quantize_int8(path, tmp / 'model_int8.onnx', frames, card, reduce_range=reduce_range)
@@ -240,7 +240,7 @@ def _auto_choice(model_path: pathlib.Path, tmp: pathlib.Path, seg_int8: Any,
     """What ``backend: auto`` picks on this machine when the bench's int8 export lies beside
     the model as ``<stem>.int8.onnx`` (links in ``tmp``; none when int8 was left out).
     """
-    from seg_perception.backend_choice import choose_backend, int8_export_of
+    from seg_perception.core.backend_choice import choose_backend, int8_export_of
     beside = tmp / 'auto' / 'model.segmodel'
     beside.parent.mkdir()
     beside.symlink_to(model_path.resolve())

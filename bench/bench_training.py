@@ -23,7 +23,7 @@ import time
 from typing import Any
 
 from bench.common import REPO, SHARED_DATA, machine_info, print_table, write_results
-from seg_perception.params import PRECISIONS
+from seg_perception.core.choices import PRECISIONS
 
 os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
 
@@ -37,7 +37,7 @@ def _fit_time(model: Any, data: Any, steps: int) -> float:
 def _measure(name: str, config: Any, steps: int, pipeline: str) -> dict[str, Any]:
     import keras
 
-    from seg_perception.training.pipeline import (
+    from seg_perception.training.input_pipeline import (
         FrameStore,
         TrainSequence,
         make_tf_dataset,

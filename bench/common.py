@@ -17,7 +17,7 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from seg_perception.paths import DEFAULT_MODEL_NAME
+from seg_perception.core.formats import DEFAULT_MODEL_NAME
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 RESULTS_DIR = REPO / 'bench' / 'results'
@@ -44,8 +44,8 @@ def resolve_model(arg: str | None, folder: pathlib.Path, spec: Any = None,
         return path, str(path)
     if DEFAULT_MODEL.is_file():
         return DEFAULT_MODEL, str(DEFAULT_MODEL)
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
+    from seg_perception.model.fcn8s import ModelSpec
+    from seg_perception.model.model_file import save_random_model
     spec = spec or ModelSpec()
     path = save_random_model(folder / 'random.segmodel', spec, seed=0,
                              training={'dataset': 'none (random weights, bench)'})
@@ -132,14 +132,9 @@ MATRIX_FLAGS = ('avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16', 'avx_vnn
 
 def cpu_flags() -> list[str]:
     """The CPU's vector/matrix flags that decide speed here (from /proc/cpuinfo)."""
-    try:
-        for line in pathlib.Path('/proc/cpuinfo').read_text().splitlines():
-            if line.startswith('flags'):
-                have = set(line.split(':', 1)[1].split())
-                return [f for f in MATRIX_FLAGS if f in have]
-    except OSError:
-        pass
-    return []
+    from seg_perception.core import hardware
+    have = hardware.cpu_flags()
+    return [f for f in MATRIX_FLAGS if f in have]
 
 
 def machine_info() -> dict[str, Any]:
@@ -164,7 +159,7 @@ def machine_info() -> dict[str, Any]:
     except OSError:
         pass
     try:
-        from seg_perception.segmenter import cpu_has_bf16
+        from seg_perception.core.hardware import cpu_has_bf16
         info['cpu_bf16'] = cpu_has_bf16()
     except ImportError:
         pass

@@ -8,13 +8,13 @@ Camera ``c`` is read from ``<camera_prefix>c/<image>`` (remap of the node's ``c/
 published on ``c/road/*`` in the node's namespace. Launch arguments become parameters and
 remaps in :func:`node_arguments`, a pure function (no ``launch`` import) so that tests
 without a launch install apply exactly the same configuration; the code shared with
-road.launch.py is in :mod:`seg_perception.launch_common`.
+road.launch.py is in :mod:`seg_perception.ros.launch_support`.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from seg_perception import launch_common as common
+from seg_perception.ros import launch_support as common
 
 PACKAGE = common.PACKAGE
 EXECUTABLE = common.EXECUTABLE

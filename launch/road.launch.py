@@ -8,13 +8,13 @@ Launch arguments become node parameters and remaps in :func:`node_arguments`, a 
 function (no ``launch`` import) so that tests without a launch install apply exactly the same
 configuration to the same executable. The code both launch files share (argument
 declarations with choices, the node action and its exit handling, the RViz2 check) is in
-:mod:`seg_perception.launch_common`.
+:mod:`seg_perception.ros.launch_support`.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from seg_perception import launch_common as common
+from seg_perception.ros import launch_support as common
 
 PACKAGE = common.PACKAGE
 EXECUTABLE = common.EXECUTABLE

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from seg_perception.paths import DEFAULT_MODEL_NAME
+from seg_perception.core.formats import DEFAULT_MODEL_NAME
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 SHARED_DATA = pathlib.Path(os.environ.get('SEG_SHARED_DATA', REPO.parent / 'shared' / 'data'))
@@ -36,7 +36,7 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     os.environ.setdefault('TF_CPP_MIN_LOG_LEVEL', '2')
     os.environ.setdefault('PYTHONUNBUFFERED', '1')
-    from seg_perception.paths import use_large_image_profile
+    from seg_perception.ros.dds_env import use_large_image_profile
     use_large_image_profile()  # test publishers send camera-sized best-effort frames too
 
 
@@ -74,8 +74,8 @@ def default_model() -> pathlib.Path:
 def small_model_path(tmp_path_factory: pytest.TempPathFactory) -> pathlib.Path:
     """A real FCN-8s model file (VGG16-BN, light head, random weights with non-zero score
     layers so outputs vary) with a complete model card; input_size 64x96, pad mode."""
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
+    from seg_perception.model.fcn8s import ModelSpec
+    from seg_perception.model.model_file import save_random_model
 
     return save_random_model(
         tmp_path_factory.mktemp('model') / 'small.segmodel',
@@ -91,8 +91,8 @@ def small_onnx_path(small_model_path: pathlib.Path,
     onnxruntime/tf2onnx."""
     pytest.importorskip('onnxruntime')
     pytest.importorskip('tf2onnx')
-    from seg_perception.model_io import load_model
-    from seg_perception.onnx_export import export_onnx
+    from seg_perception.export.onnx_export import export_onnx
+    from seg_perception.model.model_file import load_model
 
     model, card = load_model(small_model_path)
     return export_onnx(model, card, tmp_path_factory.mktemp('onnx') / 'small.onnx')

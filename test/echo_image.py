@@ -13,7 +13,7 @@ from rclpy.node import Node
 from rclpy.qos import HistoryPolicy, QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 
-from seg_perception import ros_spin
+from seg_perception.ros import spin as ros_spin
 
 
 def main() -> int:

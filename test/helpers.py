@@ -5,8 +5,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from seg_perception import render
-from seg_perception.metrics import RoadEvaluator
+from seg_perception.core import render
+from seg_perception.core.metrics import RoadEvaluator
 
 
 def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:

@@ -3,7 +3,7 @@
 * :class:`RosTestNode`: a test-side rclpy node in its own ``Context`` with an executor and
   helpers that wait for discovery and messages by spinning with a deadline (never by
   sleeping).
-* :class:`NodeProcess` (from :mod:`seg_perception.node_process`, re-exported with
+* :class:`NodeProcess` (from :mod:`seg_perception.ros.node_process`, re-exported with
   :func:`ros_arguments` and :func:`format_param`): starts an executable of this package (or
   any command) as a subprocess with ``--ros-args`` (params file, ``-p`` overrides, remaps,
   namespace), waits until it is ready (its topics are discoverable), and stops it with
@@ -27,8 +27,8 @@ from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile
 
-from seg_perception import ros_spin
-from seg_perception.node_process import (  # noqa: F401 - re-exported for the tests
+from seg_perception.ros import spin as ros_spin
+from seg_perception.ros.node_process import (  # noqa: F401 - re-exported for the tests
     NodeProcess,
     NodeProcessError,
     format_param,
@@ -340,4 +340,4 @@ def launch_command(launch_name: str, arguments: Mapping[str, str],
     args = ros_arguments(cfg['params_files'], {**cfg['parameters'], **(extra_params or {})},
                          [('__node', module.NODE_NAME), *cfg['remappings']],
                          cfg['namespace'], cfg['log_level'])
-    return executable(module.EXECUTABLE, 'seg_perception.node'), args, cfg
+    return executable(module.EXECUTABLE, 'seg_perception.ros.node'), args, cfg

@@ -17,9 +17,10 @@ import pytest
 from data_factory import make_kitti, scene
 from test_cli_fail_fast import RUN as CLI_RUN
 
-from seg_perception import cli_common, evaluate_cli
-from seg_perception.bag import cli as bag_cli
-from seg_perception.params import PARAMETERS, ConfigError, settings_from_values
+from seg_perception.cli import bag as bag_cli
+from seg_perception.cli import evaluate as evaluate_cli
+from seg_perception.core import formats
+from seg_perception.core.params import PARAMETERS, ConfigError, settings_from_values
 
 pytestmark = pytest.mark.timeout(600)
 REPO = pathlib.Path(__file__).resolve().parent.parent
@@ -47,7 +48,7 @@ def test_parameters_declare_backend_and_providers() -> None:
     specs = {s.name: s for s in PARAMETERS}
     assert specs['backend'].default == 'auto' and not specs['backend'].runtime
     assert specs['providers'].default == ['tensorrt', 'cuda', 'cpu']
-    from seg_perception.ros_params import descriptor
+    from seg_perception.ros.parameters import descriptor
     constraints = descriptor(specs['backend']).additional_constraints
     assert "'onnxruntime'" in constraints and "'auto'" in constraints
 
@@ -80,14 +81,14 @@ def test_settings_backend_and_model_kind(small_model_path: pathlib.Path,
 
 def test_default_onnx_model_hint(monkeypatch: pytest.MonkeyPatch,
                                  tmp_path: pathlib.Path) -> None:
-    from seg_perception import params
+    from seg_perception.core import params
     monkeypatch.setattr(params, 'default_model_path', lambda: tmp_path / 'road.segmodel')
     with pytest.raises(ConfigError, match=r'road\.onnx .*run seg_export on road\.segmodel'):
         settings_from_values(node_values(backend='onnxruntime'))
 
 
 def test_async_publication_is_a_default_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    from seg_perception import paths
+    from seg_perception.ros import dds_env as paths
     monkeypatch.delenv(paths.PUBLICATION_MODE_VARIABLE, raising=False)
     monkeypatch.setenv('RMW_IMPLEMENTATION', 'rmw_fastrtps_cpp')
     assert paths.use_async_publication() == 'ASYNCHRONOUS'
@@ -101,7 +102,7 @@ def test_async_publication_is_a_default_only(monkeypatch: pytest.MonkeyPatch) ->
 # -- the cheap .onnx check ---------------------------------------------------------------
 def test_check_onnx_file(small_onnx_path: pathlib.Path, small_model_path: pathlib.Path,
                          tmp_path: pathlib.Path) -> None:
-    assert cli_common.check_onnx_file(small_onnx_path) == small_onnx_path
+    assert formats.check_onnx_file(small_onnx_path) == small_onnx_path
     not_onnx = tmp_path / 'zip.onnx'
     not_onnx.write_bytes(small_model_path.read_bytes())
     no_card = tmp_path / 'plain.onnx'
@@ -111,10 +112,10 @@ def test_check_onnx_file(small_onnx_path: pathlib.Path, small_model_path: pathli
              (tmp_path, 'not a file'), (small_model_path, 'needs an .onnx file'),
              (not_onnx, 'not an ONNX model file'), (no_card, 'no seg_perception model card')]
     for path, message in cases:
-        with pytest.raises(cli_common.CliError, match=message):
-            cli_common.check_onnx_file(path)
-    with pytest.raises(cli_common.CliError, match='use --backend onnxruntime'):
-        cli_common.check_model_for_backend(small_onnx_path, 'keras')
+        with pytest.raises(formats.UsageError, match=message):
+            formats.check_onnx_file(path)
+    with pytest.raises(formats.UsageError, match='use --backend onnxruntime'):
+        formats.check_model_for_backend(small_onnx_path, 'keras')
 
 
 # -- seg_evaluate and seg_bag eval -------------------------------------------------------
@@ -166,16 +167,16 @@ def test_seg_bag_eval_onnxruntime(kitti_tiny: pathlib.Path, small_onnx_path: pat
 
 
 @pytest.mark.parametrize('module, args, message', [
-    ('seg_perception.evaluate_cli',
+    ('seg_perception.cli.evaluate',
      ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}',
       '--backend', 'onnxruntime'], 'pip install onnxruntime'),
-    ('seg_perception.evaluate_cli',
+    ('seg_perception.cli.evaluate',
      ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}',
       '--backend', 'keras'], 'is an ONNX file: use --backend onnxruntime'),
-    ('seg_perception.evaluate_cli',      # backend auto: an .onnx file needs onnxruntime
+    ('seg_perception.cli.evaluate',      # backend auto: an .onnx file needs onnxruntime
      ['--model', '{onnx}', '--dataset', 'kitti', '--data-dir', '{tmp}', '--out', '{out}'],
      'pip install onnxruntime'),
-    ('seg_perception.bag.cli',
+    ('seg_perception.cli.bag',
      ['eval', '--bag', '{tmp}', '--model', '{onnx}', '--out', '{out}'],
      'pip install onnxruntime'),
 ])
@@ -193,8 +194,8 @@ def test_cli_errors_before_tensorflow(module: str, args: list[str], message: str
 
 def test_onnxruntime_missing_is_one_error(small_onnx_path: pathlib.Path) -> None:
     code = BLOCK_ORT + (
-        'from seg_perception.ort_backend import OrtError, onnxruntime_installed\n'
-        'from seg_perception.segmenter import Segmenter\n'
+        'from seg_perception.runtime.ort_session import OrtError, onnxruntime_installed\n'
+        'from seg_perception.runtime.segmenter import Segmenter\n'
         f'print(onnxruntime_installed())\n'
         f'try:\n    Segmenter({str(small_onnx_path)!r}, backend="onnxruntime")\n'
         'except OrtError as e:\n    print(e)\n')
@@ -213,15 +214,15 @@ def test_node_runs_the_onnx_export(ros: Any, ros_namespace: str,
     from ros_harness import executable, ros_arguments
     from sensor_msgs.msg import Image
 
-    from seg_perception.ros_image import decode_image, fill_image_msg
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.core.image_msgs import decode_image, fill_image_msg
+    from seg_perception.runtime.segmenter import Segmenter
 
     ns = ros_namespace + '/onnx'
     args = ros_arguments([REPO / 'config' / 'road.yaml'], {
         'model_path': str(small_onnx_path), 'backend': 'onnxruntime',
         'providers': ['tensorrt', 'cpu'], 'diagnostics_period': 0.2,
         'overlay.encoding': 'bgr8'}, namespace=ns)
-    proc = node_processes(executable('road_segmentation', 'seg_perception.node'), args,
+    proc = node_processes(executable('road_segmentation', 'seg_perception.ros.node'), args,
                           name='road_segmentation_onnx')
     label, overlay = (ros.collect(f'{ns}/road/{k}', Image) for k in ('label', 'overlay'))
     diag = ros.collect('/diagnostics', DiagnosticArray)
@@ -238,12 +239,12 @@ def test_node_runs_the_onnx_export(ros: Any, ros_namespace: str,
     got = label.wait_for(lambda m: m.header.frame_id == 'onnx_frame', 30)
     over = overlay.wait_for(lambda m: m.header.frame_id == 'onnx_frame', 30)
     labels = np.frombuffer(got.data, np.uint8).reshape(90, 150)
-    from seg_perception.pipeline import Pipeline
+    from seg_perception.runtime.pipeline import Pipeline
     expected = Pipeline(Segmenter(small_model_path, device='cpu', precision='float32')).run(
         [frame])[0].labels
     assert (labels == expected).mean() > 0.999
     assert over.encoding == 'bgr8'
-    from seg_perception import render
+    from seg_perception.core import render
     card = Segmenter(small_onnx_path, backend='onnxruntime', providers=('cpu',)).card
     want = render.overlay(frame, labels, card.palette, 0.5, [card.road_class])
     assert np.array_equal(decode_image(over), want)
@@ -266,7 +267,7 @@ def test_node_refuses_a_segmodel_for_onnxruntime(ros_namespace: str,
 
     args = ros_arguments([], {'model_path': str(small_model_path), 'backend': 'onnxruntime'},
                          namespace=ros_namespace + '/refuse')
-    proc = NodeProcess(executable('road_segmentation', 'seg_perception.node'), args,
+    proc = NodeProcess(executable('road_segmentation', 'seg_perception.ros.node'), args,
                        name='road_segmentation_refuse')
     rc = proc.wait_exit(60)
     log = proc.log()

@@ -5,9 +5,10 @@ import pathlib
 
 import pytest
 
-from seg_perception import backend_choice
-from seg_perception.backend_choice import choose_backend, cpu_flags, int8_export_of
-from seg_perception.params import settings_from_values
+from seg_perception.core import backend_choice, hardware
+from seg_perception.core.backend_choice import choose_backend, int8_export_of
+from seg_perception.core.hardware import cpu_flags
+from seg_perception.core.params import settings_from_values
 
 VNNI = frozenset({'avx2', 'fma', 'avx512f', 'avx512_vnni', 'avx512_bf16'})
 AVX2 = frozenset({'avx2', 'fma'})
@@ -83,12 +84,12 @@ def test_cpu_flags_parsed_from_cpuinfo() -> None:
 
 def test_settings_resolve_auto_and_keep_explicit_backends(
         model: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(backend_choice, 'cpu_flags', lambda: AVX2)
-    monkeypatch.setattr(backend_choice, 'nvidia_gpu_present', lambda: False)
+    monkeypatch.setattr(hardware, 'cpu_flags', lambda: AVX2)
+    monkeypatch.setattr(hardware, 'nvidia_gpu_present', lambda: False)
     int8 = with_int8(model)
     s = settings_from_values({'model_path': str(model)})          # backend defaults to auto
     assert (s.backend, s.model_path) == ('keras', model) and 'no int8 dot' in s.backend_note
-    monkeypatch.setattr(backend_choice, 'cpu_flags', lambda: VNNI)
+    monkeypatch.setattr(hardware, 'cpu_flags', lambda: VNNI)
     s = settings_from_values({'model_path': str(model)})
     assert (s.backend, s.model_path, s.providers) == ('onnxruntime', int8, ('cpu',))
     s = settings_from_values({'model_path': str(model), 'backend': 'keras'})
@@ -102,8 +103,8 @@ def test_an_int8_export_of_another_model_is_not_used(small_model_path: pathlib.P
     unreadable one) is skipped, and the log says why."""
     import shutil
 
-    from seg_perception.model import ModelSpec
-    from seg_perception.model_io import save_random_model
+    from seg_perception.model.fcn8s import ModelSpec
+    from seg_perception.model.model_file import save_random_model
     model = tmp_path / 'small.segmodel'
     shutil.copy(small_model_path, model)
     shutil.copy(small_onnx_path, int8_export_of(model))

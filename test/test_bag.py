@@ -14,13 +14,13 @@ import cv2
 import numpy as np
 import pytest
 
-from seg_perception import evaluate_cli
-from seg_perception.bag import cli
 from seg_perception.bag.bagfile import IMAGE, BagReader, BagWriter, header, image_msg
+from seg_perception.cli import bag as cli
+from seg_perception.cli import evaluate as evaluate_cli
+from seg_perception.core.image_io import read_gray
+from seg_perception.core.image_msgs import decode_image, decode_mono8
 from seg_perception.datasets import open_dataset
-from seg_perception.evaluation import REQUIRED_KEYS
-from seg_perception.image_io import read_gray
-from seg_perception.ros_image import decode_image, decode_mono8
+from seg_perception.evaluation.run import REQUIRED_KEYS
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PARAMS = REPO / 'config' / 'road.yaml'
@@ -147,7 +147,7 @@ def test_eval_runs_with_rclpy_unimportable(mcap_bag: pathlib.Path, mcap_eval: pa
     """
     from test_params import BLOCK_RCLPY
     out = tmp_path / 'eval'
-    code = BLOCK_RCLPY + ('from seg_perception.bag import cli\n'
+    code = BLOCK_RCLPY + ('from seg_perception.cli import bag as cli\n'
                           'rc = cli.main(sys.argv[1:])\n'
                           'assert "rclpy" not in sys.modules\nsys.exit(rc)\n')
     args = [str(a) for a in eval_args(mcap_bag, out, small_model_path)]
@@ -427,17 +427,17 @@ def live_bag(camvid_dir: pathlib.Path, tmp_path_factory: pytest.TempPathFactory,
 def _seg_bag() -> list[str]:
     script = pathlib.Path(sys.executable).parent / 'seg_bag'
     return [str(script)] if script.is_file() else [sys.executable, '-m',
-                                                     'seg_perception.bag.cli']
+                                                     'seg_perception.cli.bag']
 
 
 def test_live_against_the_node(live_bag: pathlib.Path, small_model_path: pathlib.Path,
                                tmp_path: pathlib.Path, ros, ros_namespace: str,
                                node_processes) -> None:
-    pytest.importorskip('seg_perception.node', reason='the road_segmentation node module is '
+    pytest.importorskip('seg_perception.ros.node', reason='the road_segmentation node module is '
                                                       'not there yet')
     from ros_harness import executable, ros_arguments
     ns = ros_namespace + '/camera'
-    node = node_processes(executable('road_segmentation', 'seg_perception.node'),
+    node = node_processes(executable('road_segmentation', 'seg_perception.ros.node'),
                           ros_arguments([PARAMS], {'model_path': str(small_model_path),
                                                    'publish_probability': True},
                                         namespace=ns), name='road_segmentation')
@@ -482,3 +482,46 @@ def test_live_without_a_node(live_bag: pathlib.Path, tmp_path: pathlib.Path) -> 
     assert '/nobody_here/image' in line
     doc = json.loads((out / 'metrics.json').read_text())
     assert doc['partial'] is True and doc['frames_published'] == 0
+
+
+# -- road/grid in the output bag ---------------------------------------------------------
+KITTI_POSE = [0.0, 0.0, 1.65, 0.0, 0.0, 0.0]
+
+
+def test_write_bag_holds_the_grid_when_the_params_enable_it(
+        kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
+        tmp_path: pathlib.Path) -> None:
+    from seg_perception.geometry.camera import CameraModel, optical_pose, pose_matrix
+    from seg_perception.geometry.ground_grid import GridSpec, build_tables
+
+    subset = tmp_path / 'frames'
+    subset.mkdir()
+    shutil.copy(kitti_dir / 'training' / 'image_2' / 'um_000000.png', subset)
+    calib = kitti_dir / 'training' / 'calib' / 'um_000000.txt'
+    params = tmp_path / 'grid.yaml'
+    params.write_text('/**:\n  ros__parameters:\n    grid.enabled: true\n'
+                      f'    grid.camera_pose: {KITTI_POSE}\n')
+    for name, extra in (('calibrated', ['--calib', calib]), ('uncalibrated', [])):
+        rc, _ = run(cli.main, ['make', '--images', subset, '--out', tmp_path / name, *extra])
+        assert rc == 0
+        rc, _ = run(cli.main, ['eval', '--bag', tmp_path / name, '--out', tmp_path / f'{name}_e',
+                               '--model', small_model_path, '--params', params, '--write-bag'])
+        assert rc == 0
+    doc = json.loads((tmp_path / 'calibrated_e' / 'metrics.json').read_text())
+    assert doc['output_bag']['topics']['/camera/road/grid'] == 1
+    _, msgs = read_all(tmp_path / 'calibrated_e' / 'bag')
+    (_, grid), = msgs['/camera/road/grid']
+    (_, image), = msgs['/camera/image']
+    (_, info), = msgs['/camera/camera_info']
+    assert (grid.header.stamp.sec, grid.header.stamp.nanosec) == (image.header.stamp.sec,
+                                                                  image.header.stamp.nanosec)
+    assert grid.header.frame_id == 'base_link' and (grid.info.width, grid.info.height) == (400,
+                                                                                          200)
+    camera = CameraModel.from_camera_info(info.width, info.height, info.k, info.d, 'plumb_bob')
+    spec = GridSpec(frame='base_link', resolution=0.1, size=(40.0, 20.0), origin=(0.0, -10.0))
+    known = build_tables(camera, optical_pose(pose_matrix(*KITTI_POSE)), spec, 40.0).known
+    values = np.asarray(grid.data, np.int8).reshape(200, 400)
+    assert np.array_equal(values >= 0, known) and known.sum() > 1000
+    doc = json.loads((tmp_path / 'uncalibrated_e' / 'metrics.json').read_text())
+    assert doc['output_bag']['topics']['/camera/road/grid'] == 0
+    assert 'degenerate camera_info' in doc['output_bag']['no_grid']['/camera']

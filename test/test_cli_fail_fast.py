@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from seg_perception import cli_common
+from seg_perception.cli import common as cli_common
+from seg_perception.core import formats
 
 RUN = '''
 import sys
@@ -27,8 +28,8 @@ imported = sorted(m for m in ('tensorflow', 'keras') if m in sys.modules)
 sys.stderr.write('IMPORTED=' + ','.join(imported) + '\\n')
 sys.exit(rc)
 '''
-MODULES = {'seg_evaluate': 'seg_perception.evaluate_cli', 'seg_train': 'seg_perception.train_cli',
-           'seg_bag': 'seg_perception.bag.cli'}
+MODULES = {'seg_evaluate': 'seg_perception.cli.evaluate', 'seg_train': 'seg_perception.cli.train',
+           'seg_bag': 'seg_perception.cli.bag'}
 
 
 def run_cli(prog: str, args: list[str], cwd: pathlib.Path) -> tuple[int, list[str], str, float]:
@@ -99,10 +100,9 @@ def test_bad_input_fails_fast_with_one_line(prog: str, args: list[str], message:
     assert sorted(tmp_path.rglob('*')) == before  # nothing created
 
 
-def test_card_name_matches_the_model_format() -> None:
-    from seg_perception.model_io import CARD_NAME
-
-    assert cli_common.CARD_NAME == CARD_NAME
+def test_cheap_model_check_reads_what_the_model_writer_writes(small_model_path) -> None:
+    # one CARD_NAME (core.formats) serves the writer and the check
+    assert formats.check_model_file(small_model_path) == small_model_path
 
 
 def test_out_check_creates_nothing(tmp_path: pathlib.Path) -> None:
@@ -110,5 +110,5 @@ def test_out_check_creates_nothing(tmp_path: pathlib.Path) -> None:
     assert cli_common.check_out_dir(target) == target
     assert not (tmp_path / 'a').exists()
     (tmp_path / 'f').write_text('x')
-    with pytest.raises(cli_common.CliError, match='is not a folder'):
+    with pytest.raises(formats.UsageError, match='is not a folder'):
         cli_common.check_out_dir(tmp_path / 'f' / 'sub')

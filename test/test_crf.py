@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from seg_perception.crf import CRFParams, refine
-from seg_perception.metrics import road_iou
+from seg_perception.core.crf import CRFParams, refine
+from seg_perception.core.metrics import road_iou
 
 H, W = 96, 128
 

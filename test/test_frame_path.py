@@ -14,8 +14,13 @@ import numpy as np
 import pytest
 from sensor_msgs.msg import CompressedImage, Image
 
-from seg_perception import preprocess, render
-from seg_perception.ros_image import OutgoingImage, decode_frame, decode_image, fill_image_msg
+from seg_perception.core import preprocess, render
+from seg_perception.core.image_msgs import (
+    OutgoingImage,
+    decode_frame,
+    decode_image,
+    fill_image_msg,
+)
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PALETTE = [[0, 0, 0], [255, 0, 255]]
@@ -57,7 +62,7 @@ def test_bgr_frames_are_converted_inside_the_batch(mode: str, size: tuple | None
 
 
 def test_segmenter_on_bgr_frames_equals_rgb(small_model_path: pathlib.Path) -> None:
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
 
     seg = Segmenter(small_model_path, device='cpu', precision='float32')
     rgb = _frame(70, 100, 3)
@@ -67,7 +72,7 @@ def test_segmenter_on_bgr_frames_equals_rgb(small_model_path: pathlib.Path) -> N
 
 
 def test_one_host_transfer_for_all_class_probabilities(small_model_path: pathlib.Path) -> None:
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
 
     seg = Segmenter(small_model_path, device='cpu', precision='float32')
     batch, _ = seg.prepare([_frame(64, 96)])

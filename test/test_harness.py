@@ -10,7 +10,7 @@ import numpy as np
 from ros_harness import REPO, RosTestNode, format_param, ros_arguments
 from sensor_msgs.msg import Image
 
-from seg_perception.ros_image import decode_image, fill_image_msg
+from seg_perception.core.image_msgs import decode_image, fill_image_msg
 
 
 def test_ros_arguments_format() -> None:

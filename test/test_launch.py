@@ -2,7 +2,7 @@
 
 Always run here: the launch files compile (in memory: nothing is written into the source
 tree), declare every argument with a description and choices where the values are
-enumerated, keep their shared code in ``seg_perception.launch_common`` (node exit handling,
+enumerated, keep their shared code in ``seg_perception.ros.launch_support`` (node exit handling,
 RViz2 check) and use no eval/subprocess; their pure argument mapping (``node_arguments``)
 gives the expected parameters and remaps; the parameter files parse with the real rcl YAML
 parser into declared, valid node parameters; the RViz2 config shows the node's image topics.
@@ -16,7 +16,7 @@ the found launch file's mapping from there.
 With ``launch`` importable (a real ROS 2 install) the launch files are also run with a
 LaunchService in a subprocess (failure exits); with launch_pytest they are launched and must
 serve labels. Under a pytest those plugins cannot load in (the venv's 9.x),
-``seg_perception.pytest_guard`` keeps them out and the launch_pytest tests are skipped with
+``seg_perception.testing.pytest_guard`` keeps them out and the launch_pytest tests are skipped with
 one reason; test_pytest_guard.py shows that. test_node.py starts the node with the same
 mapping, without launch.
 """
@@ -34,13 +34,13 @@ import pytest
 import yaml
 from ros_harness import REPO, RosTestNode, load_launch_module, make_context
 
-from seg_perception import launch_common
-from seg_perception.params import (
+from seg_perception.core.params import (
     PARAMETERS,
     ConfigError,
-    load_params_file,
     settings_from_values,
 )
+from seg_perception.core.params_file import load_params_file
+from seg_perception.ros import launch_support as launch_common
 
 LAUNCH = REPO / 'launch'
 LAUNCH_FILES = ('road.launch.py', 'multi_camera.launch.py')
@@ -99,7 +99,7 @@ def test_launch_file_structure(name: str, required: set[str]) -> None:
     tree = parse(path)
     functions = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
     assert {'generate_launch_description', 'node_arguments'} <= functions
-    assert 'parse_bool' not in functions  # shared code lives in seg_perception.launch_common
+    assert 'parse_bool' not in functions  # shared code lives in seg_perception.ros.launch_support
     module = load_launch_module(name)
     names = [a[0] for a in module.ARGUMENTS]
     assert set(names) == required, set(names) ^ required
@@ -331,7 +331,7 @@ def test_venv_hook_links_file_by_file_and_replaces_old_directory_links(
     out = subprocess.run(['bash', '-c', script], capture_output=True, text=True,
                          env={'PATH': os.environ['PATH'], 'HOME': str(tmp_path)}, check=True)
     first, second = out.stdout.splitlines()
-    assert first == f'{venv}|-p seg_perception.pytest_guard -q'
+    assert first == f'{venv}|-p seg_perception.testing.pytest_guard -q'
     assert second == '-q'
 
 
@@ -348,7 +348,7 @@ def test_params_file_holds_valid_declared_parameters(name: str, small_model_path
     context = make_context(['--params-file', str(REPO / 'config' / name)])
     try:
         node = Node('road_segmentation', namespace='/some/ns', context=context)
-        from seg_perception.ros_params import declaration
+        from seg_perception.ros.parameters import declaration
         values = {s.name: node.declare_parameter(*declaration(s)).value for s in PARAMETERS}
         for key, value in flat.items():
             assert values[key] == value, key
@@ -367,6 +367,9 @@ def test_rviz_config_shows_the_outputs() -> None:
     displays = data['Visualization Manager']['Displays']
     images = {d['Topic']['Value'] for d in displays if d['Class'] == 'rviz_default_plugins/Image'}
     assert images == {'road/overlay', 'road/label', 'road/probability'}
+    maps = [d for d in displays if d['Class'] == 'rviz_default_plugins/Map']
+    assert [m['Topic']['Value'] for m in maps] == ['road/grid']
+    assert data['Visualization Manager']['Global Options']['Fixed Frame'] == 'base_link'
     assert data['Panels'] and data['Window Geometry']
 
 
@@ -446,7 +449,8 @@ def test_rviz_without_rviz2_stops_before_starting_anything(tmp_path: pathlib.Pat
     assert 'process started' not in output, output  # the node was never started: no orphan
 
 
-# -- launch_pytest (skipped with one reason by seg_perception.pytest_guard where it cannot load)
+# -- launch_pytest (skipped with one reason by seg_perception.testing.pytest_guard where it
+#    cannot load)
 try:
     import launch_pytest
 except ImportError:
@@ -460,7 +464,7 @@ else:
     import numpy as np
     from sensor_msgs.msg import Image
 
-    from seg_perception.ros_image import fill_image_msg
+    from seg_perception.core.image_msgs import fill_image_msg
 
     def include(name: str, arguments: dict[str, str], folder: pathlib.Path) -> Any:
         from launch import LaunchDescription

@@ -16,7 +16,7 @@ import pytest
 from ros_harness import SENSOR, HarnessError, NodeProcess, RosTestNode, launch_command
 from sensor_msgs.msg import Image
 
-from seg_perception.ros_image import fill_image_msg
+from seg_perception.core.image_msgs import fill_image_msg
 
 pytestmark = pytest.mark.timeout(600)
 NODE = 'road_segmentation'

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from helpers import merge
 
-from seg_perception.metrics import RoadEvaluator, quantize_probability, road_iou
+from seg_perception.core.metrics import RoadEvaluator, quantize_probability, road_iou
 
 # 2x4 frame: 4 road pixels, 3 non-road, 1 ignore (255).
 TARGET = np.array([[1, 1, 1, 0],

@@ -10,7 +10,8 @@ import keras
 import numpy as np
 import pytest
 
-from seg_perception.model import (
+from seg_perception.core.preprocess import InputError
+from seg_perception.model.fcn8s import (
     ModelSpec,
     bilinear_kernel,
     build_fcn8s,
@@ -18,9 +19,8 @@ from seg_perception.model import (
     hed_weights_path,
     load_hed_vgg16,
 )
-from seg_perception.model_io import load_model
-from seg_perception.preprocess import InputError
-from seg_perception.segmenter import Segmenter
+from seg_perception.model.model_file import load_model
+from seg_perception.runtime.segmenter import Segmenter
 
 REPO = pathlib.Path(__file__).resolve().parent.parent
 KITTI_SIZES = [(375, 1242), (376, 1241), (370, 1226)]
@@ -147,7 +147,7 @@ JAX_SCRIPT = textwrap.dedent('''
     import sys
     import keras
     import numpy as np
-    from seg_perception.model_io import load_model
+    from seg_perception.model.model_file import load_model
     assert keras.backend.backend() == 'jax', keras.backend.backend()
     model, _ = load_model(sys.argv[1])
     x = np.load(sys.argv[2])

@@ -8,13 +8,13 @@ import keras
 import numpy as np
 import pytest
 
-from seg_perception import model_io
-from seg_perception.model_io import (
+from seg_perception.core import formats
+from seg_perception.export.savedmodel import export_saved_model
+from seg_perception.model.model_file import (
     CARD_NAME,
     WEIGHTS_NAME,
     ModelCard,
     ModelFileError,
-    export_saved_model,
     load_model,
     read_card,
     save_model,
@@ -283,4 +283,4 @@ def test_invalid_card_or_mismatched_model_not_written(loaded, tmp_path):
     with pytest.raises(ValueError, match='outputs'):
         save_model(model, three, tmp_path / 'x.segmodel')
     assert not any(tmp_path.iterdir())
-    assert model_io.EXTENSION == '.segmodel'
+    assert formats.MODEL_EXTENSION == '.segmodel'

@@ -34,8 +34,8 @@ from ros_harness import (
 )
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from seg_perception.model_io import read_card
-from seg_perception.ros_image import decode_image, fill_image_msg
+from seg_perception.core.image_msgs import decode_image, fill_image_msg
+from seg_perception.model.model_file import read_card
 
 pytestmark = pytest.mark.timeout(600)
 RNG = np.random.default_rng(11)
@@ -146,8 +146,8 @@ def send_and_receive(ros: RosTestNode, io: dict[str, Any], msg: Image,
 @pytest.fixture(scope='module')
 def reference(small_model_path: Any) -> Any:
     """The same pipeline in this process, for comparing the node's labels."""
-    from seg_perception.pipeline import Pipeline
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.pipeline import Pipeline
+    from seg_perception.runtime.segmenter import Segmenter
 
     return Pipeline(Segmenter(small_model_path, device='cpu'))
 
@@ -216,7 +216,7 @@ def test_bgr8_frames_give_the_same_outputs_without_full_size_swaps(
     """A bgr8 camera: BGR is kept from decode to the overlay (the lean path); the outputs
     equal those of the same frame in rgb8 exactly, and diagnostics report the path's cost.
     """
-    from seg_perception import render
+    from seg_perception.core import render
 
     card = read_card(small_model_path)
     frame = road_frame(75, 124)
@@ -418,8 +418,8 @@ def test_default_model_finds_the_road_in_real_frames(ros: RosTestNode, ros_names
                                                      default_model: Any,
                                                      node_processes: Callable[..., NodeProcess],
                                                      ) -> None:
-    from seg_perception.image_io import camvid_to_target, read_gray, read_rgb
-    from seg_perception.metrics import road_iou
+    from seg_perception.core.image_io import camvid_to_target, read_gray, read_rgb
+    from seg_perception.core.metrics import road_iou
 
     ns = ros_namespace + '/default'
     command, args, cfg = launch_command('road.launch.py', {'namespace': ns})
@@ -459,7 +459,7 @@ def test_invalid_parameters_fail_fast(ros_namespace: str, small_model_path: Any,
                                       params: dict[str, Any], message: str) -> None:
     args = ros_arguments([], {'model_path': str(small_model_path), **params},
                          namespace=ros_namespace + '/invalid')
-    proc = NodeProcess(executable('road_segmentation', 'seg_perception.node'), args,
+    proc = NodeProcess(executable('road_segmentation', 'seg_perception.ros.node'), args,
                        name='road_segmentation_invalid')
     rc = proc.wait_exit(60)
     log = proc.log()
@@ -473,7 +473,7 @@ def test_corrupt_model_file_fails_fast(ros_namespace: str, small_model_path: Any
     corrupt = tmp_path / 'corrupt.segmodel'
     corrupt.write_bytes(small_model_path.read_bytes()[:50_000])  # truncated zip
     args = ros_arguments([], {'model_path': str(corrupt)}, namespace=ros_namespace + '/bad')
-    proc = NodeProcess(executable('road_segmentation', 'seg_perception.node'), args,
+    proc = NodeProcess(executable('road_segmentation', 'seg_perception.ros.node'), args,
                        name='road_segmentation_corrupt')
     rc = proc.wait_exit(120)
     log = proc.log()

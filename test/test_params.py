@@ -1,4 +1,5 @@
-"""The ROS-free parameter schema: one declaration, the README table, the params-file reader
+"""The ROS-free parameter schema: one declaration, the parameter table of docs/NODE.md, the
+params-file reader
 (compared with the real rcl parser), choices used by the CLIs, and no rclpy in offline tools.
 """
 from __future__ import annotations
@@ -10,7 +11,8 @@ import sys
 import pytest
 from ros_harness import REPO, make_context
 
-from seg_perception import params
+from seg_perception.core import params, params_file
+from seg_perception.core.formats import NODE_NAME
 
 BLOCK_RCLPY = ('import sys\n'
                'class _NoRclpy:\n'
@@ -20,10 +22,10 @@ BLOCK_RCLPY = ('import sys\n'
                'sys.meta_path.insert(0, _NoRclpy())\n')
 
 
-def test_readme_parameter_table_is_generated_from_the_schema() -> None:
-    readme = (REPO / 'README.md').read_text()
-    assert params.markdown_table() in readme, \
-        'README parameter table is stale: paste `python -m seg_perception.params`'
+def test_node_doc_parameter_table_is_generated_from_the_schema() -> None:
+    doc = (REPO / 'docs' / 'NODE.md').read_text()
+    assert params.markdown_table() in doc, \
+        'docs/NODE.md parameter table is stale: paste `python -m seg_perception.core.params`'
 
 
 def test_every_parameter_is_declared_once_with_a_valid_type() -> None:
@@ -68,16 +70,16 @@ PARAMS_YAML = """\
 def test_params_file_reader_agrees_with_rcl(tmp_path: pathlib.Path, namespace: str) -> None:
     from rclpy.node import Node
 
-    from seg_perception.ros_params import declaration
+    from seg_perception.ros.parameters import declaration
     path = tmp_path / 'p.yaml'
     path.write_text(PARAMS_YAML)
-    fqn = f'{namespace.rstrip("/")}/{params.NODE_NAME}'
-    ours = params.load_params_file(path, fqn)
+    fqn = f'{namespace.rstrip("/")}/{NODE_NAME}'
+    ours = params_file.load_params_file(path, fqn)
     assert ours == {'device': 'cpu', 'crf.iterations': 7, 'crf.scale': 0.5,
                     'cameras': ['front', 'rear']}
     context = make_context(['--params-file', str(path)])
     try:
-        node = Node(params.NODE_NAME, namespace=namespace, context=context)
+        node = Node(NODE_NAME, namespace=namespace, context=context)
         for spec in params.PARAMETERS:
             node.declare_parameter(*declaration(spec))
         for key, value in ours.items():
@@ -89,16 +91,17 @@ def test_params_file_reader_agrees_with_rcl(tmp_path: pathlib.Path, namespace: s
 
 def test_params_file_errors(tmp_path: pathlib.Path) -> None:
     with pytest.raises(params.ConfigError, match='not found'):
-        params.load_params_file(tmp_path / 'missing.yaml')
+        params_file.load_params_file(tmp_path / 'missing.yaml')
     (tmp_path / 'x.yaml').write_text('/other:\n  ros__parameters: {a: 1}\n')
     with pytest.raises(params.ConfigError, match='no ros__parameters for /road_segmentation'):
-        params.load_params_file(tmp_path / 'x.yaml')
+        params_file.load_params_file(tmp_path / 'x.yaml')
 
 
 def test_offline_modules_never_import_rclpy() -> None:
     code = BLOCK_RCLPY + (
-        'import seg_perception.params, seg_perception.pipeline, seg_perception.bag.replay\n'
-        'import seg_perception.evaluate_cli, seg_perception.bag.cli, seg_perception.report\n'
+        'import seg_perception.core.params, seg_perception.runtime.pipeline\n'
+        'import seg_perception.bag.replay, seg_perception.cli.evaluate, seg_perception.cli.bag\n'
+        'import seg_perception.evaluation.report\n'
         'assert "rclpy" not in sys.modules\nprint("ok")\n')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True,
                          timeout=120, cwd=REPO)

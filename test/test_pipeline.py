@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from test_segmenter import SIZES, _scene
 
-from seg_perception.model import ModelSpec, build_fcn8s
-from seg_perception.model_io import ModelCard, load_model
-from seg_perception.pipeline import Pipeline
-from seg_perception.segmenter import Segmenter
+from seg_perception.model.fcn8s import ModelSpec, build_fcn8s
+from seg_perception.model.model_file import ModelCard, load_model
+from seg_perception.runtime.pipeline import Pipeline
+from seg_perception.runtime.segmenter import Segmenter
 
 
 @pytest.fixture(scope='module')

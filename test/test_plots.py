@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from seg_perception.image_io import read_rgb
-from seg_perception.metrics import RoadEvaluator
-from seg_perception.plots import contact_sheet, save_pr_curve
+from seg_perception.core.image_io import read_rgb
+from seg_perception.core.metrics import RoadEvaluator
+from seg_perception.evaluation.plots import contact_sheet, save_pr_curve
 
 
 def _curves(seed: int) -> dict:

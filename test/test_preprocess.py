@@ -2,8 +2,14 @@
 import numpy as np
 import pytest
 
-from seg_perception import preprocess
-from seg_perception.preprocess import FrameGeometry, InputError, prepare_batch, restore, round_up
+from seg_perception.core import preprocess
+from seg_perception.core.preprocess import (
+    FrameGeometry,
+    InputError,
+    prepare_batch,
+    restore,
+    round_up,
+)
 
 
 def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:

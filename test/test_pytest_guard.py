@@ -1,4 +1,5 @@
-"""``seg_perception.pytest_guard`` under this venv's pinned pytest, with launch plugins present.
+"""``seg_perception.testing.pytest_guard`` under this venv's pinned pytest, with launch plugins
+present.
 
 A ROS 2 install cannot be set up here, so stand-in ``launch_testing`` and ``launch_pytest``
 distributions are written to a temporary folder on ``PYTHONPATH``: same distribution and
@@ -113,7 +114,7 @@ def test_without_the_guard_the_upstream_plugins_error_the_run(tmp_path: pathlib.
 
 def test_the_guard_skips_the_launch_tests_with_one_reason(tmp_path: pathlib.Path) -> None:
     site = write_site(tmp_path / 'site', INCOMPATIBLE)
-    run = run_pytest(tmp_path, site, '-p seg_perception.pytest_guard')
+    run = run_pytest(tmp_path, site, '-p seg_perception.testing.pytest_guard')
     out = run.stdout + run.stderr
     assert run.returncode == 0, out
     assert '1 passed, 1 skipped' in out, out
@@ -124,14 +125,14 @@ def test_the_guard_skips_the_launch_tests_with_one_reason(tmp_path: pathlib.Path
     assert 'launch_testing: pytest_pycollect_makemodule()' in reason, reason
     assert 'launch_pytest: it reads fixture._pytestfixturefunction' in reason, reason
     assert 'pytest of the ROS 2 distribution' in reason, reason
-    assert 'seg_perception.pytest_guard: upstream launch test plugins' in out  # header
+    assert 'seg_perception.testing.pytest_guard: upstream launch test plugins' in out  # header
 
 
 def test_the_guard_leaves_plugins_that_fit_this_pytest_alone(tmp_path: pathlib.Path) -> None:
     site = write_site(tmp_path / 'site', COMPATIBLE)
-    run = run_pytest(tmp_path, site, '-p seg_perception.pytest_guard')
+    run = run_pytest(tmp_path, site, '-p seg_perception.testing.pytest_guard')
     out = run.stdout + run.stderr
     assert 'stand-in launch_pytest active' in out, out  # loaded, not blocked
-    assert 'seg_perception.pytest_guard' not in out, out
+    assert 'seg_perception.testing.pytest_guard' not in out, out
     # The stand-in runs no launch tests, so the marked test runs (and fails) as a plain one.
     assert '1 failed, 1 passed' in out, out

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from helpers import colorize
 
-from seg_perception.metrics import quantize_probability
-from seg_perception.render import label_image, overlay, probability_mono8
+from seg_perception.core.metrics import quantize_probability
+from seg_perception.core.render import label_image, overlay, probability_mono8
 
 PALETTE = [[0, 0, 0], [255, 0, 255], [0, 200, 50]]
 

@@ -11,8 +11,7 @@ from rosbags.image import message_to_cvimage
 from rosbags.image.image import ENCODINGMAP
 from sensor_msgs.msg import CompressedImage, Image
 
-from seg_perception.preprocess import MAX_PIXELS
-from seg_perception.ros_image import (
+from seg_perception.core.image_msgs import (
     SUPPORTED_ENCODINGS,
     ImageDecodeError,
     decode_image,
@@ -20,6 +19,7 @@ from seg_perception.ros_image import (
     fill_image_msg,
     numpy_to_image_fields,
 )
+from seg_perception.core.preprocess import MAX_PIXELS
 
 RNG = np.random.default_rng(7)
 H, W = 6, 10  # even sizes: valid for every encoding (yuv422 / nv12 need even sides)

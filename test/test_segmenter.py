@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from seg_perception import preprocess
-from seg_perception.segmenter import Segmenter, gpu_available
+from seg_perception.core import preprocess
+from seg_perception.runtime.segmenter import Segmenter, gpu_available
 
 SIZES = [(64, 96), (50, 70), (33, 47), (100, 30)]
 

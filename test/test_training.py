@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from data_factory import make_camvid, make_kitti
 
-from seg_perception import train_cli
+from seg_perception.cli import train as train_cli
+from seg_perception.core.image_io import IGNORE
 from seg_perception.datasets import open_dataset
-from seg_perception.image_io import IGNORE
-from seg_perception.model_io import load_model, read_card
+from seg_perception.model.model_file import load_model, read_card
 from seg_perception.training.config import GROUPS, DataSource, TrainConfig, from_flags
-from seg_perception.training.pipeline import FrameStore, TrainSequence, augment, photometric
+from seg_perception.training.input_pipeline import FrameStore, TrainSequence, augment, photometric
 
 FAST = ['--input-size', '64', '96', '--batch-size', '2', '--steps-per-epoch', '4',
         '--lr', '3e-3', '--precision', 'float32', '--dropout', '0.0', '--jitter', '0.1']
@@ -100,7 +100,7 @@ def _wait_for(predicate, timeout: float, proc: subprocess.Popen) -> None:
 def test_resume_after_kill_mid_epoch(tmp_path: pathlib.Path) -> None:
     data = make_camvid(tmp_path / 'data', n_train=4, n_val=2)
     run = tmp_path / 'run'
-    args = [sys.executable, '-m', 'seg_perception.train_cli', '--dataset', 'camvid',
+    args = [sys.executable, '-m', 'seg_perception.cli.train', '--dataset', 'camvid',
             '--data-dir', str(data), '--out', str(run), '--epochs', '3', *FAST,
             '--steps-per-epoch', '12']
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -124,7 +124,7 @@ def test_resume_after_kill_mid_epoch(tmp_path: pathlib.Path) -> None:
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, '-m', 'seg_perception.train_cli', *args],
+    return subprocess.run([sys.executable, '-m', 'seg_perception.cli.train', *args],
                           capture_output=True, text=True, timeout=300,
                           env={**os.environ, 'TF_CPP_MIN_LOG_LEVEL': '3'})
 

@@ -24,10 +24,10 @@ def cityscapes(args: argparse.Namespace) -> None:
     """Frame | label half (widened) | converted target, for a few fixed val frames."""
     import cv2
 
+    from seg_perception.core.image_io import IGNORE, read_rgb, write_rgb
     from seg_perception.datasets import open_dataset
     from seg_perception.datasets.cityscapes import split_pair
-    from seg_perception.image_io import IGNORE, read_rgb, write_rgb
-    from seg_perception.plots import contact_sheet
+    from seg_perception.evaluation.plots import contact_sheet
 
     ds = open_dataset('cityscapes', args.data_dir, 'val')
     tiles, captions = [], []
@@ -47,11 +47,11 @@ def cityscapes(args: argparse.Namespace) -> None:
 
 def compare(args: argparse.Namespace) -> None:
     """Overlays of the old and the new model per frame, old left, new right."""
+    from seg_perception.core.image_io import read_rgb, write_rgb
     from seg_perception.datasets.base import list_images
-    from seg_perception.image_io import read_rgb, write_rgb
-    from seg_perception.pipeline import Pipeline
-    from seg_perception.plots import contact_sheet
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.evaluation.plots import contact_sheet
+    from seg_perception.runtime.pipeline import Pipeline
+    from seg_perception.runtime.segmenter import Segmenter
 
     frames = list_images(pathlib.Path(args.frames))[:args.limit]
     models = [(label, Pipeline(Segmenter(path)))

@@ -14,11 +14,11 @@ so this hook adds (idempotently):
   * to ``bin/activate`` (a marked block, replaced when it changes):
     AMENT_PREFIX_PATH with the venv prefix (so the ament index, ``ros2 pkg prefix`` where the
     ros2 CLI exists, and launch's FindPackageShare find the package),
-    RMW_IMPLEMENTATION=rmw_fastrtps_cpp unless set, and ``-p seg_perception.pytest_guard``
+    RMW_IMPLEMENTATION=rmw_fastrtps_cpp unless set, and ``-p seg_perception.testing.pytest_guard``
     in PYTEST_ADDOPTS (restored by ``deactivate``): the venv's pinned pytest then keeps
     upstream pytest plugins that cannot load under it (launch_testing, launch_pytest of a
     sourced ROS 2 install) out of the run instead of erroring; see
-    ``seg_perception/pytest_guard.py``.
+    ``seg_perception/testing/pytest_guard.py``.
 """
 from __future__ import annotations
 
@@ -40,10 +40,11 @@ case ":${{AMENT_PREFIX_PATH:-}}:" in
 esac
 export RMW_IMPLEMENTATION="${{RMW_IMPLEMENTATION:-rmw_fastrtps_cpp}}"
 case " ${{PYTEST_ADDOPTS:-}} " in
-  *" -p seg_perception.pytest_guard "*) ;;
+  *" -p seg_perception.testing.pytest_guard "*) ;;
   *)
     _SEG_PERCEPTION_OLD_PYTEST_ADDOPTS="${{PYTEST_ADDOPTS-__unset__}}"
-    export PYTEST_ADDOPTS="-p seg_perception.pytest_guard${{PYTEST_ADDOPTS:+ $PYTEST_ADDOPTS}}"
+    export PYTEST_ADDOPTS="-p seg_perception.testing.pytest_guard${{PYTEST_ADDOPTS:+ \
+$PYTEST_ADDOPTS}}"
     eval "_seg_perception_venv_$(declare -f deactivate)"
     deactivate () {{
         if [ "${{_SEG_PERCEPTION_OLD_PYTEST_ADDOPTS-}}" = "__unset__" ]; then

@@ -9,43 +9,35 @@ message and then raises :class:`TruncatedBagError`, so callers can keep what was
 
 :class:`BagWriter` writes rosbag2 version 9 bags (Kilted) in mcap or sqlite3 storage.
 Message objects are the ``rosbags`` typestore classes (``typestore().types[...]``); their
-fields are those of the ROS 2 messages, so :mod:`seg_perception.ros_image` builds and
+fields are those of the ROS 2 messages, so :mod:`seg_perception.core.image_msgs` builds and
 decodes them like rclpy messages.
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 import os
 import pathlib
 from collections.abc import Collection, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from seg_perception.bag.recovery import McapScan, Sqlite3Scan
+from seg_perception.bag.errors import BagError, TruncatedBagError, one_line
+from seg_perception.bag.recovery import McapScan, Sqlite3Scan, recover
+from seg_perception.bag.topics import (
+    CAMERA_INFO,
+    COMPRESSED,
+    IMAGE,
+    IMAGE_TYPES,
+    STORAGES,
+    TopicInfo,
+)
+from seg_perception.core.image_msgs import fill_image_msg
 
 LOG = logging.getLogger(__name__)
 
-IMAGE = 'sensor_msgs/msg/Image'
-COMPRESSED = 'sensor_msgs/msg/CompressedImage'
-CAMERA_INFO = 'sensor_msgs/msg/CameraInfo'
-IMAGE_TYPES = (IMAGE, COMPRESSED)
-STORAGES = ('mcap', 'sqlite3')
 
-
-class BagError(Exception):
-    """A bag that cannot be used; the message is one readable line naming the bag."""
-
-
-class TruncatedBagError(BagError):
-    """The bag ends mid-write or is damaged; raised after the readable messages."""
-
-
-class PartialResultsError(BagError):
-    """A run stopped by a bad input after writing the results of what it processed."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -56,30 +48,20 @@ def typestore() -> Any:
     return get_typestore(store)
 
 
-@dataclasses.dataclass
-class TopicInfo:
-    """A topic of a bag: name, ROS 2 type (e.g. ``sensor_msgs/msg/Image``), count,
-    and the message definition / type hash when the bag stores them (for copying).
+def occupancy_grid_msg(values: np.ndarray, resolution: float, origin: tuple[float, float],
+                       hdr: Any) -> Any:
+    """``nav_msgs/OccupancyGrid`` of (height, width) int8 ``values`` (row-major, rows along +y
+    of ``hdr.frame_id``), ``resolution`` m/cell, cell (0, 0) corner at ``origin`` (x, y) m.
     """
-
-    name: str
-    msgtype: str
-    count: int
-    msgdef: str | None = None
-    rihs01: str | None = None
-
-
-def stamp_ns(header: Any) -> int:
-    """Header stamp (``builtin_interfaces/Time``) in nanoseconds."""
-    return int(header.stamp.sec) * 1_000_000_000 + int(header.stamp.nanosec)
-
-
-def parent_namespace(topic: str) -> str:
-    """Namespace of an image topic: ``/cam/image`` and ``/cam/image/compressed`` -> ``/cam``."""
-    parts = [p for p in topic.split('/') if p]
-    if parts and parts[-1] in ('compressed', 'compressedDepth', 'theora') and len(parts) > 1:
-        parts = parts[:-1]
-    return '/' + '/'.join(parts[:-1]) if len(parts) > 1 else ''
+    types = typestore().types
+    point = types['geometry_msgs/msg/Point'](x=float(origin[0]), y=float(origin[1]), z=0.0)
+    quat = types['geometry_msgs/msg/Quaternion'](x=0.0, y=0.0, z=0.0, w=1.0)
+    info = types['nav_msgs/msg/MapMetaData'](
+        map_load_time=hdr.stamp, resolution=float(resolution), width=int(values.shape[1]),
+        height=int(values.shape[0]), origin=types['geometry_msgs/msg/Pose'](
+            position=point, orientation=quat))
+    return types['nav_msgs/msg/OccupancyGrid'](
+        header=hdr, info=info, data=np.ascontiguousarray(values, np.int8).reshape(-1))
 
 
 # -- reading -----------------------------------------------------------------------------
@@ -112,8 +94,7 @@ class BagReader:
             reader = Reader(target)
             reader.open()
         except Exception as exc:  # noqa: BLE001 - rosbags raises several types here
-            from seg_perception.bag.recovery import recover
-            reason = _one_line(exc)
+            reason = one_line(exc)
             self._recovery = recover(self.path, self._storage_file(target), reason)
             self.damage = self._recovery.damage or reason
             LOG.info('%s: %s; reading what is there', self.path, self.damage)
@@ -184,7 +165,7 @@ class BagReader:
             raise
         except Exception as exc:  # noqa: BLE001 - damaged storage surfaces in many types
             raise TruncatedBagError(f'{self.path}: bag is damaged after {n} message(s): '
-                                    f'{_one_line(exc)}') from None
+                                    f'{one_line(exc)}') from None
 
     def deserialize(self, raw: bytes, msgtype: str) -> Any:
         """CDR bytes -> message object; raises :class:`BagError` on unknown/corrupt data."""
@@ -193,7 +174,7 @@ class BagReader:
         except KeyError:
             raise BagError(f'{self.path}: unknown message type {msgtype}') from None
         except Exception as exc:  # noqa: BLE001 - corrupt payloads raise many types
-            raise BagError(f'{self.path}: corrupt {msgtype} message: {_one_line(exc)}') \
+            raise BagError(f'{self.path}: corrupt {msgtype} message: {one_line(exc)}') \
                 from None
 
     def close(self) -> None:
@@ -210,11 +191,6 @@ class BagReader:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _one_line(exc: BaseException) -> str:
-    text = ' '.join(str(exc).split()) or type(exc).__name__
-    return text.rstrip('.')
 
 
 # -- writing -----------------------------------------------------------------------------
@@ -295,9 +271,8 @@ def header(time_ns: int, frame_id: str) -> Any:
 
 def image_msg(array: np.ndarray, encoding: str, hdr: Any) -> Any:
     """``sensor_msgs/Image`` of uint8 pixels already in ``encoding``, filled by
-    :func:`seg_perception.ros_image.fill_image_msg` (its encodings and shape checks).
+    :func:`seg_perception.core.image_msgs.fill_image_msg` (its encodings and shape checks).
     """
-    from seg_perception.ros_image import fill_image_msg
     empty = typestore().types[IMAGE](header=hdr, height=0, width=0, encoding='',
                                      is_bigendian=0, step=0, data=np.empty(0, np.uint8))
     return fill_image_msg(empty, array, encoding)
@@ -316,13 +291,17 @@ def compressed_msg(image_rgb: np.ndarray, fmt: str, hdr: Any, quality: int = 95)
                                          data=np.asarray(buf, np.uint8).reshape(-1))
 
 
-def camera_info_msg(width: int, height: int, hdr: Any) -> Any:
-    """Uncalibrated ``sensor_msgs/CameraInfo`` (K = 0) of a ``width`` x ``height`` camera."""
+def camera_info_msg(width: int, height: int, hdr: Any, k: np.ndarray | None = None) -> Any:
+    """``sensor_msgs/CameraInfo`` of a ``width`` x ``height`` camera: uncalibrated (K = 0), or
+    with the (3, 3) camera matrix ``k`` (pixels; no distortion, P = [K | 0]).
+    """
     types = typestore().types
     zeros = functools.partial(np.zeros, dtype=np.float64)
+    kk = zeros(9) if k is None else np.asarray(k, np.float64).reshape(-1)
+    p = zeros(12) if k is None else np.hstack([kk.reshape(3, 3), zeros((3, 1))]).reshape(-1)
     return types[CAMERA_INFO](
         header=hdr, height=int(height), width=int(width), distortion_model='plumb_bob',
-        d=zeros(5), k=zeros(9), r=np.eye(3).reshape(-1), p=zeros(12), binning_x=0,
+        d=zeros(5), k=kk, r=np.eye(3).reshape(-1), p=p, binning_x=0,
         binning_y=0,
         roi=types['sensor_msgs/msg/RegionOfInterest'](x_offset=0, y_offset=0, height=0,
                                                       width=0, do_rectify=False))

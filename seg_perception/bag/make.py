@@ -5,7 +5,7 @@ Frames are sorted by file name and stamped ``start + i / rate``. Topics (for the
 
     /camera/image            sensor_msgs/Image rgb8 (or bgr8), or with --compressed
     /camera/image/compressed sensor_msgs/CompressedImage (png or jpeg)
-    /camera/camera_info      sensor_msgs/CameraInfo (size only; uncalibrated, K = 0)
+    /camera/camera_info      sensor_msgs/CameraInfo (size; K from --calib, else K = 0)
     /camera/road_gt          sensor_msgs/Image mono8 ground truth with --labels:
                              1 road, 0 not road, 255 ignore; same header as the image
 
@@ -26,7 +26,11 @@ from typing import Any
 import numpy as np
 
 from seg_perception.bag import bagfile
-from seg_perception.params import OVERLAY_ENCODINGS
+from seg_perception.bag import topics as bag_topics
+from seg_perception.core.choices import OVERLAY_ENCODINGS
+from seg_perception.core.image_io import camvid_to_target, kitti_gt_to_target, read_gray, read_rgb
+from seg_perception.datasets.base import list_images, require_dir
+from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
 
 LOG = logging.getLogger(__name__)
 LABEL_FORMATS = ('kitti', 'camvid')
@@ -47,6 +51,8 @@ class MakeOptions:
         frame_id: header frame id.
         start_ns: stamp of the first frame in ns (default: now).
         limit: at most this many frames.
+        camera_matrix: (3, 3) K in pixels for a calibrated camera_info (e.g. from a KITTI
+            calibration's P2), or ``None`` for an uncalibrated one (K = 0).
     """
 
     rate: float = 10.0
@@ -59,16 +65,17 @@ class MakeOptions:
     frame_id: str = 'camera'
     start_ns: int | None = None
     limit: int | None = None
+    camera_matrix: Any = None
 
 
 def default_gt_topic(topic: str) -> str:
     """``/camera/image`` -> ``/camera/road_gt`` (sibling of the image topic)."""
-    return f'{bagfile.parent_namespace(topic)}/road_gt'
+    return f'{bag_topics.parent_namespace(topic)}/road_gt'
 
 
 def default_info_topic(topic: str) -> str:
     """``/camera/image`` -> ``/camera/camera_info``."""
-    return f'{bagfile.parent_namespace(topic)}/camera_info'
+    return f'{bag_topics.parent_namespace(topic)}/camera_info'
 
 
 def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
@@ -85,8 +92,6 @@ def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
 
 def read_target(path: pathlib.Path, label_format: str) -> np.ndarray:
     """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
-    from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
-    from seg_perception.image_io import camvid_to_target, kitti_gt_to_target, read_gray, read_rgb
     if label_format == 'kitti':
         return kitti_gt_to_target(read_rgb(path))
     labels = read_gray(path)
@@ -108,8 +113,6 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
     Raises:
         BagError / DatasetError / ImageReadError: unusable inputs (one-line messages).
     """
-    from seg_perception.datasets.base import list_images, require_dir
-    from seg_perception.image_io import read_rgb
     opt = options or MakeOptions()
     if opt.rate <= 0:
         raise bagfile.BagError(f'--rate must be > 0, got {opt.rate}')
@@ -164,7 +167,8 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
             writer.write(image_topic, t, msg)
             if info_topic:
                 writer.write(info_topic, t,
-                             bagfile.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr))
+                             bagfile.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr,
+                                                     opt.camera_matrix))
             if labels is not None:
                 target = read_target(labels[i], label_format or '')
                 if target.shape != rgb.shape[:2]:

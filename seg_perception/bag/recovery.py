@@ -24,7 +24,8 @@ import struct
 import tempfile
 from collections.abc import Collection, Iterator
 
-from seg_perception.bag.bagfile import BagError, TopicInfo, TruncatedBagError, _one_line
+from seg_perception.bag.errors import BagError, TruncatedBagError, one_line
+from seg_perception.bag.topics import TopicInfo
 
 MCAP_MAGIC = b'\x89MCAP0\r\n'
 
@@ -90,7 +91,7 @@ class McapScan:
                                             ) from None
                 except Exception as exc:  # noqa: BLE001 - damaged chunks raise many types
                     raise TruncatedBagError(f'damaged MCAP record at byte {pos}: '
-                                            f'{_one_line(exc)}') from None
+                                            f'{one_line(exc)}') from None
                 if record is None or isinstance(record, (DataEnd, Footer)):
                     return  # the data section is complete
                 if isinstance(record, Schema):

@@ -1,12 +1,12 @@
 """``seg_bag eval``: offline replay of a bag through the node's pipeline, with metrics.
 
-The pipeline is the node's (:class:`seg_perception.pipeline.Pipeline`), built from the
-node's parameters file (:func:`seg_perception.params.load_params_file`: ``model_path``,
+The pipeline is the node's (:class:`seg_perception.runtime.pipeline.Pipeline`), built from the
+node's parameters file (:func:`seg_perception.core.params_file.load_params_file`: ``model_path``,
 ``backend``, ``providers``, ``input_mode``, ``input_size``, ``threshold``, ``precision``,
 ``device``, the CRF and overlay settings of ``road_segmentation``): segment, optional dense
 CRF, labels, overlays. No rclpy is imported. Every image
 message is processed (no frame dropping, no keep-latest slot); frames go through
-:class:`seg_perception.evaluation.EvalRun`, the loop ``seg_evaluate`` uses, so bag and
+:class:`seg_perception.evaluation.run.EvalRun`, the loop ``seg_evaluate`` uses, so bag and
 dataset numbers agree for the same frames.
 
 Ground truth: a mono8 topic (1 road, 0 not road, 255 ignore; ``seg_bag make --labels``
@@ -24,8 +24,16 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception import params
-from seg_perception.bag import bagfile
+from seg_perception.bag import bagfile, errors
+from seg_perception.bag import topics as bag_topics
+from seg_perception.bag.output_bag import OutputBag, grid_config
+from seg_perception.core import params, params_file
+from seg_perception.core.formats import NODE_NAME
+from seg_perception.core.image_msgs import ImageDecodeError, decode_image, decode_mono8
+from seg_perception.core.share import share_file
+from seg_perception.evaluation.report import ReportSpec
+from seg_perception.evaluation.run import EvalRun, Frame, safe_name
+from seg_perception.runtime.pipeline import Pipeline
 
 LOG = logging.getLogger(__name__)
 OUTPUT_MARKERS = ('/road/', '/road_gt')
@@ -57,13 +65,13 @@ class EvalOptions:
 # -- node parameters ---------------------------------------------------------------------
 def load_node_params(path: str | pathlib.Path) -> dict[str, Any]:
     """``ros__parameters`` of the road_segmentation node in a ROS 2 params YAML
-    (:func:`seg_perception.params.load_params_file`: any namespace, ``/**`` wildcards).
+    (:func:`seg_perception.core.params_file.load_params_file`: any namespace, ``/**`` wildcards).
 
     Raises:
         bagfile.BagError: the file or the node's section is missing.
     """
     try:
-        return params.load_params_file(path, f'/{params.NODE_NAME}')
+        return params_file.load_params_file(path, f'/{NODE_NAME}')
     except params.ConfigError as exc:
         raise bagfile.BagError(str(exc)) from None
 
@@ -75,15 +83,8 @@ def default_params_file() -> pathlib.Path | None:
     local = pathlib.Path('config') / 'road.yaml'
     if local.is_file():
         return local
-    try:
-        from ament_index_python.packages import PackageNotFoundError, get_package_share_directory
-        try:
-            shared = pathlib.Path(get_package_share_directory('seg_perception')) / 'config'
-        except PackageNotFoundError:
-            return None
-    except ImportError:
-        return None
-    return shared / 'road.yaml' if (shared / 'road.yaml').is_file() else None
+    shared = share_file('config/road.yaml')
+    return shared if shared.is_file() else None
 
 
 def node_settings(values: dict[str, Any], opt: EvalOptions) -> params.Settings:
@@ -112,13 +113,12 @@ def node_settings(values: dict[str, Any], opt: EvalOptions) -> params.Settings:
 
 
 def pipeline_from_settings(settings: params.Settings) -> Any:
-    """The node's :class:`~seg_perception.pipeline.Pipeline` for ``settings``.
+    """The node's :class:`~seg_perception.runtime.pipeline.Pipeline` for ``settings``.
 
     Raises:
         bagfile.BagError: backend onnxruntime without onnxruntime, not an exported model
             file (checked before TensorFlow is imported), or an unusable model.
     """
-    from seg_perception.pipeline import Pipeline
     try:
         return Pipeline.from_settings(settings)
     except params.ConfigError as exc:
@@ -169,7 +169,7 @@ def select_topics(bag: bagfile.BagReader, topics: list[str] | None,
         pairing = dict(zip(chosen, gt_topics))
     else:
         for t in chosen:
-            g = f'{bagfile.parent_namespace(t)}/road_gt'
+            g = f'{bag_topics.parent_namespace(t)}/road_gt'
             found = bag.topics.get(g)
             pairing[t] = g if found and found.msgtype == bagfile.IMAGE else None
     return chosen, pairing
@@ -181,7 +181,7 @@ def output_namespaces(topics: list[str]) -> dict[str, str]:
     """
     out: dict[str, str] = {}
     for t in topics:
-        ns = bagfile.parent_namespace(t)
+        ns = bag_topics.parent_namespace(t)
         out[t] = t if ns in out.values() else ns
     return out
 
@@ -196,7 +196,6 @@ class GroundTruth:
 
     def load(self, bag: bagfile.BagReader, topics: set[str]) -> str | None:
         """Read every message of ``topics``; returns the truncation error, if any."""
-        from seg_perception.ros_image import ImageDecodeError, decode_mono8
         try:
             for topic, msgtype, _, raw in bag.messages(topics):
                 msg = bag.deserialize(raw, msgtype)
@@ -204,7 +203,7 @@ class GroundTruth:
                     mask = decode_mono8(msg)
                 except ImageDecodeError as exc:
                     raise bagfile.BagError(f'{bag.path}: ground truth on {topic}: {exc}') from None
-                self._masks[(topic, bagfile.stamp_ns(msg.header))] = (
+                self._masks[(topic, bag_topics.stamp_ns(msg.header))] = (
                     zlib.compress(np.ascontiguousarray(mask).tobytes(), 1), mask.shape)
         except bagfile.TruncatedBagError as exc:
             return str(exc)
@@ -246,12 +245,13 @@ class _Replay:
 
     def __init__(self, bag: bagfile.BagReader, bag_path: str, out: pathlib.Path,
                  opt: EvalOptions) -> None:
-        from seg_perception.evaluation import EvalRun
         self.bag, self.bag_path, self.out, self.opt = bag, bag_path, out, opt
         self.topics, self.pairing = select_topics(bag, opt.topics, opt.gt_topics)
         self.params_file = pathlib.Path(opt.params_file) if opt.params_file else None
         values = load_node_params(self.params_file) if self.params_file else {}
-        self.pipeline = pipeline_from_settings(node_settings(values, opt))
+        settings = node_settings(values, opt)
+        grid = grid_config(settings, self.topics) if opt.write_bag else None
+        self.pipeline = pipeline_from_settings(settings)
         self.gt = GroundTruth()
         self.gt_topics = {g for g in self.pairing.values() if g}
         self.gt_error = self.gt.load(bag, self.gt_topics) if self.gt_topics else None
@@ -261,8 +261,8 @@ class _Replay:
         out.mkdir(parents=True, exist_ok=True)
         if opt.write_bag and (out / 'bag' / 'metadata.yaml').is_file():
             shutil.rmtree(out / 'bag')  # the output bag of an earlier run into this folder
-        self.writer = (_OutputBag(out / 'bag', bag, self.topics, self.pipeline)
-                       if opt.write_bag else None)
+        self.writer = (OutputBag(out / 'bag', bag, output_namespaces(self.topics),
+                                 self.pipeline, grid) if opt.write_bag else None)
         self.run_ = EvalRun(self.pipeline, out, save_probabilities=opt.save_probabilities,
                             n_overlays=opt.overlays, total=total, batch_size=opt.batch_size)
         self.headers: dict[str, Any] = {}
@@ -270,19 +270,17 @@ class _Replay:
 
     def frames(self) -> Iterator[Any]:
         """The image frames of the chosen topics (every message copied to the output bag)."""
-        from seg_perception.evaluation import Frame, safe_name
-        from seg_perception.ros_image import ImageDecodeError, decode_image
         n, bag, limit = 0, self.bag, self.opt.limit
         for topic, msgtype, t, raw in bag.messages(set(bag.topics) if self.writer
                                                    else set(self.topics)):
             if topic in self.topics and limit is not None and n >= limit:
                 return
             if self.writer:
-                self.writer.copy(topic, t, raw)
+                self.writer.copy(topic, msgtype, t, raw)
             if topic not in self.topics:
                 continue
             msg = bag.deserialize(raw, msgtype)
-            stamp = bagfile.stamp_ns(msg.header)
+            stamp = bag_topics.stamp_ns(msg.header)
             try:
                 image = np.ascontiguousarray(decode_image(msg))
             except ImageDecodeError as exc:
@@ -302,7 +300,6 @@ class _Replay:
 
     def finish(self, error: str | None) -> dict[str, Any]:
         """Close the output bag and write the report (partial when ``error``)."""
-        from seg_perception.report import ReportSpec
         if self.writer:
             self.writer.close()
         info = {'bag': self.bag_path, 'storage': self.bag.storage,
@@ -314,7 +311,7 @@ class _Replay:
             t: self.pairing[t] for t in self.topics},
             'frames_without_ground_truth': self.without_gt}
         if self.writer:
-            extra['output_bag'] = {'path': str(self.writer.path), 'topics': self.writer.counts}
+            extra['output_bag'] = self.writer.summary()
         spec = ReportSpec(f'Bag replay of {pathlib.Path(self.bag_path).name}', 'report.md',
                           group_label='topic')
         return self.run_.finish(spec, info, groups_key='topics', partial=error is not None,
@@ -334,51 +331,12 @@ class _Replay:
             self.finish(str(exc))
             if not isinstance(exc, (bagfile.BagError, ValueError, OSError)):
                 raise
-            raise bagfile.PartialResultsError(
+            raise errors.PartialResultsError(
                 f'{exc} (results of the {self.run_.n_frames} frame(s) processed are in '
                 f'{self.out})') from None
         if self.gt_error:
             self.finish(self.gt_error)
-            raise bagfile.PartialResultsError(
+            raise errors.PartialResultsError(
                 f'{self.gt_error} (results of the {self.run_.n_frames} frame(s) processed '
                 f'are in {self.out})')
         return self.finish(None)
-
-
-class _OutputBag:
-    """The --write-bag output: all inputs plus ``<ns>/road/label`` and ``<ns>/road/overlay``
-    (drawn by the node's pipeline).
-    """
-
-    def __init__(self, path: pathlib.Path, bag: bagfile.BagReader, topics: list[str],
-                 pipeline: Any) -> None:
-        self.path = path
-        self.pipeline = pipeline
-        self.writer = bagfile.BagWriter(path, bag.storage)
-        self.copied: set[str] = set()
-        for name, info in bag.topics.items():
-            try:
-                self.writer.add_topic(name, info.msgtype, info.msgdef, info.rihs01)
-                self.copied.add(name)
-            except bagfile.BagError as exc:
-                LOG.warning('not copying %s to the output bag: %s', name, exc)
-        self.ns = output_namespaces(topics)
-        for t in topics:
-            self.writer.add_topic(f'{self.ns[t]}/road/label', bagfile.IMAGE)
-            self.writer.add_topic(f'{self.ns[t]}/road/overlay', bagfile.IMAGE)
-        self.counts = self.writer.counts
-
-    def copy(self, topic: str, t: int, raw: bytes) -> None:
-        if topic in self.copied:
-            self.writer.write(topic, t, raw)
-
-    def outputs(self, res: Any, t: int, hdr: Any) -> None:
-        from seg_perception import render
-        ns = self.ns[res.frame.group]
-        self.writer.write(f'{ns}/road/label', t,
-                          bagfile.image_msg(render.label_image(res.labels), 'mono8', hdr))
-        self.writer.write(f'{ns}/road/overlay', t, bagfile.image_msg(
-            self.pipeline.overlay(res.frame.image, res.labels), 'rgb8', hdr))
-
-    def close(self) -> None:
-        self.writer.close()

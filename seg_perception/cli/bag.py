@@ -31,14 +31,13 @@ import pathlib
 import sys
 from typing import Any
 
-from seg_perception.backend_choice import backend_of_file
-from seg_perception.cli_common import (
-    check_model_for_backend,
-    check_out_dir,
-    run_cli,
-    setup_logging,
-)
-from seg_perception.params import (
+from seg_perception.bag import make as bag_make
+from seg_perception.bag import replay as bag_replay
+from seg_perception.bag.bagfile import BagError
+from seg_perception.bag.make import MakeOptions, make_bag
+from seg_perception.bag.replay import EvalOptions, default_params_file, run_eval
+from seg_perception.cli.common import check_out_dir, run_cli, setup_logging
+from seg_perception.core.choices import (
     BACKEND_CHOICES,
     DEVICES,
     INPUT_MODES,
@@ -46,17 +45,15 @@ from seg_perception.params import (
     PRECISIONS,
     PROVIDERS,
 )
+from seg_perception.core.formats import UsageError, backend_of_file, check_model_for_backend
+from seg_perception.datasets import DatasetError
+from seg_perception.evaluation.report import metrics_table
+from seg_perception.geometry.kitti_bev import read_kitti_calib
+from seg_perception.ros import live_replay
+from seg_perception.ros.dds_env import use_large_image_profile
+from seg_perception.ros.live_replay import LiveOptions, run_live
 
 PROG = 'seg_bag'
-
-
-class _Fail(Exception):
-    """An expected error, printed as one line."""
-
-
-def _help(module: str) -> str:
-    import importlib
-    return importlib.import_module(f'seg_perception.bag.{module}').__doc__ or ''
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest='command', metavar='{make,eval,live}', required=True)
 
     m = sub.add_parser('make', help='build a rosbag2 from an image folder (+ ground truth)',
-                       description=_help('make'), formatter_class=raw)
+                       description=bag_make.__doc__, formatter_class=raw)
     m.add_argument('--images', required=True,
                    help='folder of PNG/JPEG frames (KITTI image_2, a CamVid split ...); '
                         'frames are taken in file-name order')
@@ -94,9 +91,12 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--start-time', type=float,
                    help='stamp of the first frame, seconds since the epoch (default now)')
     m.add_argument('--limit', type=int, help='only the first N frames')
+    m.add_argument('--calib', metavar='FILE',
+                   help="KITTI calibration file: camera_info gets K of its P2 (so the node's "
+                        'road/grid can project); default: uncalibrated (K = 0)')
 
     e = sub.add_parser('eval', help='replay a bag offline through the node pipeline, score it',
-                       description=_help('replay'), formatter_class=raw)
+                       description=bag_replay.__doc__, formatter_class=raw)
     e.add_argument('--bag', required=True, help='rosbag2 folder, .mcap or .db3 file')
     e.add_argument('--out', required=True,
                    help='output folder: metrics.json, frames.csv, report.md, pr_curve.png, '
@@ -136,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write prob/<topic>_<stamp>.png (uint8 road probability)')
 
     lv = sub.add_parser('live', help='play a bag into a running node, record and score it',
-                        description=_help('live'), formatter_class=raw)
+                        description=live_replay.__doc__, formatter_class=raw)
     lv.add_argument('--bag', required=True, help='rosbag2 folder, .mcap or .db3 file')
     lv.add_argument('--out', required=True,
                     help='output folder: metrics.json, frames.csv, report.md, recorded/')
@@ -165,13 +165,19 @@ def _label_format(labels: str) -> str:
 
 def cmd_make(args: argparse.Namespace) -> int:
     """``seg_bag make``."""
-    from seg_perception.bag.make import MakeOptions, make_bag
     fmt = args.label_format or (_label_format(args.labels) if args.labels else None)
+    k = None
+    if args.calib:
+        try:
+            k = read_kitti_calib(args.calib).p2[:, :3]
+        except (OSError, ValueError) as exc:
+            raise UsageError(f'--calib {args.calib}: {" ".join(str(exc).split())}') from None
     opt = MakeOptions(rate=args.rate, topic=args.topic, gt_topic=args.gt_topic,
                       info_topic=args.info_topic, storage=args.storage,
                       compressed=args.compressed, encoding=args.encoding,
                       frame_id=args.frame_id, limit=args.limit,
-                      start_ns=None if args.start_time is None else int(args.start_time * 1e9))
+                      start_ns=None if args.start_time is None else int(args.start_time * 1e9),
+                      camera_matrix=k)
     info = make_bag(args.images, args.out, args.labels, fmt, opt)
     print(f'wrote {info["path"]}: {info["frames"]} frame(s) at {args.rate:g} Hz')
     for topic, n in info['topics'].items():
@@ -181,14 +187,12 @@ def cmd_make(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """``seg_bag eval``."""
-    from seg_perception.bag.replay import EvalOptions, default_params_file, run_eval
-    from seg_perception.report import metrics_table
     if args.limit is not None and args.limit < 1:
-        raise _Fail(f'--limit must be >= 1, got {args.limit}')
+        raise UsageError(f'--limit must be >= 1, got {args.limit}')
     if args.batch_size < 1:
-        raise _Fail(f'--batch-size must be >= 1, got {args.batch_size}')
+        raise UsageError(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.providers and len(set(args.providers)) != len(args.providers):
-        raise _Fail(f'--providers has duplicates: {args.providers}')
+        raise UsageError(f'--providers has duplicates: {args.providers}')
     backend = args.backend
     if backend is None and args.model and backend_of_file(args.model) == 'onnxruntime':
         backend = 'onnxruntime'
@@ -223,16 +227,14 @@ def _print_eval(doc: dict[str, Any], table: Any) -> None:
 
 def cmd_live(args: argparse.Namespace) -> int:
     """``seg_bag live``."""
-    from seg_perception.bag.live import LiveOptions, run_live
     if args.rate <= 0:
-        raise _Fail(f'--rate must be > 0, got {args.rate}')
+        raise UsageError(f'--rate must be > 0, got {args.rate}')
     if args.timeout <= 0:
-        raise _Fail(f'--timeout must be > 0, got {args.timeout}')
+        raise UsageError(f'--timeout must be > 0, got {args.timeout}')
     check_out_dir(args.out)
     opt = LiveOptions(rate=args.rate, namespace=args.namespace, timeout=args.timeout,
                       topics=args.topics, gt_topics=args.gt_topic, limit=args.limit,
                       record_overlay=args.record_overlay)
-    from seg_perception.paths import use_large_image_profile
     use_large_image_profile()  # large best-effort frames over shared memory (before rclpy)
     doc = run_live(args.bag, args.out, opt)
     lat = doc['latency_ms']['header_to_receive']
@@ -261,19 +263,17 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             if not isinstance(exc, _expected()):
                 raise
-            raise _Fail(' '.join(str(exc).split())) from None
-    return run_cli(PROG, run, (_Fail,))
+            raise UsageError(' '.join(str(exc).split())) from None
+    return run_cli(PROG, run, ())
 
 
 def _expected() -> tuple[type[BaseException], ...]:
     """Errors of bad input (one-line messages), as opposed to bugs. Found lazily: make and
     live never import the model code (and so TensorFlow).
     """
-    from seg_perception.bag.bagfile import BagError
-    from seg_perception.datasets import DatasetError
     errors: list[type[BaseException]] = [BagError, DatasetError, ValueError, OSError,
                                          RuntimeError]
-    model_io = sys.modules.get('seg_perception.model_io')
+    model_io = sys.modules.get('seg_perception.model.model_file')
     if model_io is not None:
         errors.append(model_io.ModelFileError)
     return tuple(errors)

@@ -28,13 +28,22 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.cli_common import run_cli, setup_logging
-from seg_perception.paths import DEFAULT_MODEL
+from seg_perception.bag import bagfile
+from seg_perception.bag import topics as bag_topics
+from seg_perception.bag.bagfile import BagError
+from seg_perception.bag.make import MakeOptions, make_bag
+from seg_perception.cli.common import run_cli, setup_logging
+from seg_perception.core.image_io import read_rgb, write_rgb
+from seg_perception.core.image_msgs import decode_image
+from seg_perception.core.share import DEFAULT_MODEL, SOURCE_ROOT
+from seg_perception.evaluation.plots import contact_sheet
+from seg_perception.ros.dds_env import use_large_image_profile
+from seg_perception.ros.live_replay import LiveOptions, run_live
+from seg_perception.ros.node_process import NodeProcess, ros_arguments
 
 PROG = 'make demo'
-LOG = logging.getLogger('seg_perception.demo')
-REPO = pathlib.Path(__file__).resolve().parent.parent
-SHARED = pathlib.Path(os.environ.get('SEG_SHARED_DATA', REPO.parent / 'shared' / 'data'))
+LOG = logging.getLogger('seg_perception.cli.demo')
+SHARED = pathlib.Path(os.environ.get('SEG_SHARED_DATA', SOURCE_ROOT.parent / 'shared' / 'data'))
 
 
 class DemoError(RuntimeError):
@@ -57,7 +66,7 @@ class Stream:
 def find_streams(camvid_frames: int, kitti_frames: int) -> list[Stream]:
     """CamVid and KITTI streams from ../shared/data, else from demo/frames/."""
     streams = []
-    shipped = REPO / 'demo' / 'frames'
+    shipped = SOURCE_ROOT / 'demo' / 'frames'
     camvid = SHARED / 'camvid'
     if not (camvid / 'val').is_dir():
         camvid = shipped / 'camvid'
@@ -77,14 +86,12 @@ def find_streams(camvid_frames: int, kitti_frames: int) -> list[Stream]:
 
 def extract_overlays(recorded: pathlib.Path, topic: str) -> list[np.ndarray]:
     """Overlay images (H, W, 3) uint8 RGB published by the node, in stamp order."""
-    from seg_perception.bag import bagfile
-    from seg_perception.ros_image import decode_image
     reader = bagfile.BagReader(recorded)
     try:
         msgs = [reader.deserialize(raw, mt) for _, mt, _, raw in reader.messages({topic})]
     finally:
         reader.close()
-    msgs.sort(key=lambda m: bagfile.stamp_ns(m.header))
+    msgs.sort(key=lambda m: bag_topics.stamp_ns(m.header))
     return [decode_image(m) for m in msgs]
 
 
@@ -106,12 +113,6 @@ def write_video(frames: list[np.ndarray], path: pathlib.Path, fps: float) -> boo
 def run_stream(stream: Stream, model: pathlib.Path, params_file: pathlib.Path,
                out: pathlib.Path, work: pathlib.Path, rate: float) -> dict[str, Any]:
     """Bag -> node -> live replay -> overlays for one stream; returns its summary row."""
-    from seg_perception.bag.live import LiveOptions, run_live
-    from seg_perception.bag.make import MakeOptions, make_bag
-    from seg_perception.image_io import write_rgb
-    from seg_perception.node_process import NodeProcess, ros_arguments
-    from seg_perception.plots import contact_sheet
-
     ns = f'/demo/{stream.name}'
     bag = make_bag(stream.images, work / f'{stream.name}_bag', stream.labels,
                    stream.label_format,
@@ -120,7 +121,7 @@ def run_stream(stream: Stream, model: pathlib.Path, params_file: pathlib.Path,
     LOG.info('%s: %d frames from %s at %g Hz', stream.name, bag['frames'], stream.source, rate)
     dest = out / stream.name
     params = {'model_path': str(model), 'publish_probability': True, **stream.node_params}
-    node = NodeProcess([sys.executable, '-m', 'seg_perception.node'],
+    node = NodeProcess([sys.executable, '-m', 'seg_perception.ros.node'],
                        ros_arguments([params_file], params, namespace=ns),
                        name=f'{stream.name}_node', log_path=out / f'{stream.name}_node.log')
     try:
@@ -175,12 +176,12 @@ def summary_markdown(rows: list[dict[str, Any]], model: pathlib.Path, elapsed: f
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m seg_perception.demo``."""
+    """Entry point of ``python -m seg_perception.cli.demo``."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument('--out', default='demo_out', help='output folder (default demo_out)')
     p.add_argument('--model', default=str(DEFAULT_MODEL))
-    p.add_argument('--params', default=str(REPO / 'config' / 'road.yaml'))
+    p.add_argument('--params', default=str(SOURCE_ROOT / 'config' / 'road.yaml'))
     p.add_argument('--rate', type=float, default=5.0, help='camera rate in Hz (default 5)')
     p.add_argument('--camvid-frames', type=int, default=40)
     p.add_argument('--kitti-frames', type=int, default=30)
@@ -194,15 +195,12 @@ def main(argv: list[str] | None = None) -> int:
             raise DemoError(f'model {model} not found (the default model ships in models/)')
         out = pathlib.Path(args.out)
         out.mkdir(parents=True, exist_ok=True)
-        from seg_perception.paths import use_large_image_profile
         use_large_image_profile()  # for this process's camera streams and the node's
         rows = []
         with tempfile.TemporaryDirectory(prefix='seg_demo_') as work:
             for stream in find_streams(args.camvid_frames, args.kitti_frames):
                 rows.append(run_stream(stream, model, pathlib.Path(args.params), out,
                                        pathlib.Path(work), args.rate))
-        from seg_perception.image_io import read_rgb, write_rgb
-        from seg_perception.plots import contact_sheet
         # One row per stream (their aspect ratios differ), stacked.
         sheets = [contact_sheet([read_rgb(path) for path in r['pick']], columns=4,
                                 tile_width=320,
@@ -218,7 +216,6 @@ def main(argv: list[str] | None = None) -> int:
         print(text)
         return 0
 
-    from seg_perception.bag.bagfile import BagError
     return run_cli(PROG, run, (DemoError, BagError, OSError))
 
 

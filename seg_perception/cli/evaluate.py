@@ -13,6 +13,8 @@ Examples::
         --data-dir ~/data/data_road --split val --out eval/kitti_val --crf --save-probabilities
     seg_evaluate --backend onnxruntime --model road.onnx --dataset kitti \
         --data-dir ~/data/data_road --split val --out eval/kitti_val_onnx
+    seg_evaluate --model models/road_fcn8s_vgg16.segmodel --dataset kitti --bev \
+        --data-dir ~/data/data_road --split val --out eval/kitti_val_bev   # per-frame calib
 
 Writes into --out:
     metrics.json       MaxF, AvgPrec, PRE, REC, FPR, FNR, IoU, accuracy, threshold, n_images
@@ -23,6 +25,10 @@ Writes into --out:
     overlays/          a few colour overlays (--overlays N)
     prob/<frame>.png   with --save-probabilities: road probability as uint8 0..255 at the
                        input resolution (what the metrics were computed from)
+    bev/<frame>.png    with --bev: the road probability on the KITTI devkit's road-plane grid
+                       (far at the top) with the ground-truth outline; bev_sheet.png: all
+    prob_bev/<frame>.png  with --bev --save-probabilities: uint8 BEV probability (800 x 400)
+                       metrics.json then has a "bev" object with the perspective keys
 
 Splits without ground truth (KITTI ``testing``, a CamVid folder without ``<split>annot/``)
 run in prediction-only mode: overlays, probabilities and timings are written, metrics.json
@@ -41,14 +47,23 @@ import pathlib
 import sys
 from typing import Any
 
-from seg_perception.backend_choice import backend_of_file
-from seg_perception.cli_common import (
-    check_model_for_backend,
-    check_out_dir,
-    run_cli,
-    setup_logging,
+from seg_perception.cli.common import check_out_dir, run_cli, setup_logging
+from seg_perception.core.backend_choice import choose_backend
+from seg_perception.core.choices import (
+    BACKEND_CHOICES,
+    DEVICES,
+    INPUT_MODES,
+    PRECISIONS,
+    PROVIDERS,
 )
-from seg_perception.params import BACKEND_CHOICES, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
+from seg_perception.core.crf import CRFParams
+from seg_perception.core.formats import UsageError, backend_of_file, check_model_for_backend
+from seg_perception.datasets import DatasetError, open_dataset
+from seg_perception.evaluation.bev import BevScorer
+from seg_perception.evaluation.report import ReportSpec, metrics_table
+from seg_perception.evaluation.run import EvalRun, dataset_frames
+from seg_perception.geometry.kitti_bev import read_kitti_calib
+from seg_perception.runtime.pipeline import Pipeline
 
 PROG = 'seg_evaluate'
 LOG = logging.getLogger(PROG)
@@ -103,44 +118,56 @@ def build_parser() -> argparse.ArgumentParser:
                    help='write prob/<frame>.png (uint8 road probability, input resolution)')
     g.add_argument('--overlays', type=int, default=4, metavar='N',
                    help='number of overlay PNGs (default 4; 0 = none)')
+    g = p.add_argument_group("bird's-eye view (KITTI layout)")
+    g.add_argument('--bev', action='store_true',
+                   help='also score in bird\'s-eye view as the KITTI devkit does (metrics.json '
+                        '"bev"; bev/<frame>.png pictures; prob_bev/ with --save-probabilities)')
+    g.add_argument('--calib', metavar='FILE',
+                   help='KITTI calibration for every frame (default: training/calib/<frame>.txt '
+                        'of --data-dir); one file for all frames gives approximate BEV numbers')
     p.add_argument('-v', '--verbose', action='store_true')
     return p
 
 
-class _Fail(Exception):
-    """An expected error: printed as one line."""
 
 
 def _expected() -> tuple[type[BaseException], ...]:
     """Errors of bad input (one-line messages), as opposed to bugs. Found lazily: model_io
     (and so TensorFlow) is only imported once the checks passed.
     """
-    from seg_perception.datasets import DatasetError
     errors: list[type[BaseException]] = [DatasetError, ValueError, OSError, RuntimeError]
-    model_io = sys.modules.get('seg_perception.model_io')  # (OrtError is a RuntimeError)
+    model_io = sys.modules.get('seg_perception.model.model_file')  # (OrtError is a RuntimeError)
     if model_io is not None:
         errors.append(model_io.ModelFileError)
     return tuple(errors)
 
 
 def check_args(args: argparse.Namespace) -> None:
-    """Reject bad flag values before loading anything (raises :class:`_Fail`)."""
+    """Reject bad flag values before loading anything (raises :class:`UsageError`)."""
     if args.input_size and any(s < 32 or s % 32 for s in args.input_size):
-        raise _Fail(f'--input-size must be two multiples of 32, got {args.input_size}')
+        raise UsageError(f'--input-size must be two multiples of 32, got {args.input_size}')
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
-        raise _Fail(f'--threshold must be in [0, 1], got {args.threshold}')
+        raise UsageError(f'--threshold must be in [0, 1], got {args.threshold}')
     if args.crf_scale is not None and not 0.0 < args.crf_scale <= 1.0:
-        raise _Fail(f'--crf-scale must be in (0, 1], got {args.crf_scale}')
+        raise UsageError(f'--crf-scale must be in (0, 1], got {args.crf_scale}')
     if args.batch_size < 1:
-        raise _Fail(f'--batch-size must be >= 1, got {args.batch_size}')
+        raise UsageError(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.limit is not None and args.limit < 1:
-        raise _Fail(f'--limit must be >= 1, got {args.limit}')
+        raise UsageError(f'--limit must be >= 1, got {args.limit}')
     if args.overlays < 0:
-        raise _Fail(f'--overlays must be >= 0, got {args.overlays}')
+        raise UsageError(f'--overlays must be >= 0, got {args.overlays}')
     if len(set(args.providers)) != len(args.providers):
-        raise _Fail(f'--providers has duplicates: {args.providers}')
+        raise UsageError(f'--providers has duplicates: {args.providers}')
+    if (args.bev or args.calib) and args.dataset != 'kitti':
+        raise UsageError('--bev and --calib need --dataset kitti (a KITTI Road layout)')
+    if args.calib and not args.bev:
+        raise UsageError('--calib goes with --bev')
+    if args.calib:
+        try:
+            read_kitti_calib(args.calib)
+        except (OSError, ValueError) as exc:
+            raise UsageError(f'--calib {args.calib}: {" ".join(str(exc).split())}') from None
     if args.backend == 'auto':
-        from seg_perception.backend_choice import choose_backend
         given = check_model_for_backend(args.model, backend_of_file(args.model))
         choice = choose_backend(given, args.device)
         args.backend, args.model = choice.backend, str(choice.model_path)
@@ -152,12 +179,10 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def pipeline_from(args: argparse.Namespace) -> Any:
-    """The node's :class:`~seg_perception.pipeline.Pipeline` for these flags (imports
+    """The node's :class:`~seg_perception.runtime.pipeline.Pipeline` for these flags (imports
     TensorFlow or onnxruntime).
     """
-    from seg_perception.crf import CRFParams
-    from seg_perception.pipeline import Pipeline
-    from seg_perception.segmenter import Segmenter
+    from seg_perception.runtime.segmenter import Segmenter
     segmenter = Segmenter(args.model, device=args.device, input_mode=args.input_mode,
                           input_size=args.input_size, precision=args.precision,
                           backend=args.backend, providers=args.providers)
@@ -167,25 +192,46 @@ def pipeline_from(args: argparse.Namespace) -> Any:
                     backend_note=getattr(args, 'backend_note', ''))
 
 
+def bev_scorer(args: argparse.Namespace, names: list[str]) -> BevScorer | None:
+    """The BEV scorer of ``--bev`` (``None`` without it): ``--calib`` for every frame, else
+    ``training/calib/<frame>.txt`` of ``--data-dir``, all checked before TensorFlow loads.
+
+    Raises:
+        UsageError: a frame without a calibration file.
+    """
+    if not args.bev:
+        return None
+    if args.calib:
+        calib = read_kitti_calib(args.calib)
+        return BevScorer(lambda name: calib, args.out, args.save_probabilities,
+                         note=f'{args.calib} for every frame (approximate: the road plane '
+                              'differs a little between frames)')
+    folder = pathlib.Path(args.data_dir) / 'training' / 'calib'
+    missing = [n for n in names if not (folder / f'{n}.txt').is_file()]
+    if missing:
+        raise UsageError(f'--bev: no calibration {folder / missing[0]}.txt ({len(missing)} of '
+                         f'{len(names)} frames); pass --calib FILE to use one for all')
+    calibs = {n: read_kitti_calib(folder / f'{n}.txt') for n in names}
+    return BevScorer(calibs.__getitem__, args.out, args.save_probabilities,
+                     note=f'per frame, {folder}/<frame>.txt')
+
+
 def evaluate(args: argparse.Namespace) -> int:
     """Open the split and the model, run the evaluation loop, write and print results."""
-    from seg_perception.datasets import open_dataset
-
     kwargs: dict[str, Any] = ({'task': args.task} if args.dataset == 'kitti'
                               else {'require_gt': False} if args.dataset == 'camvid' else {})
     dataset = open_dataset(args.dataset, args.data_dir, args.split, **kwargs)
     # TensorFlow only now: the flags, the model file, --out and the split are fine.
-    from seg_perception.evaluation import EvalRun, dataset_frames
-    from seg_perception.report import ReportSpec, metrics_table
 
     total = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+    bev = bev_scorer(args, [dataset.items[i].name for i in range(total)])
     if not dataset.has_ground_truth:
         LOG.warning('split %r has no ground truth: prediction-only mode (overlays, '
                     'probabilities and timings; no metrics)', args.split)
     pipeline = pipeline_from(args)
     segmenter = pipeline.segmenter
     run = EvalRun(pipeline, args.out, save_probabilities=args.save_probabilities,
-                  n_overlays=args.overlays, total=total, batch_size=args.batch_size)
+                  n_overlays=args.overlays, total=total, batch_size=args.batch_size, bev=bev)
     summary = pipeline.summary()
     summary.pop('threshold')
     info = {'model': str(args.model), 'dataset': args.dataset, 'data_dir': str(args.data_dir),
@@ -203,12 +249,15 @@ def evaluate(args: argparse.Namespace) -> int:
                    partial=True, error=reason)
         if not isinstance(exc, _expected()):
             raise
-        raise _Fail(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
+        raise UsageError(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
                     f'{args.out})') from None
     doc = run.finish(ReportSpec(f'Evaluation of {pathlib.Path(args.model).name} on '
                                 f'{args.dataset} {args.split}'), info)
     if doc['ground_truth']:
         print(metrics_table(doc))
+        if 'MaxF' in doc.get('bev', {}):
+            print("bird's-eye view:")
+            print(metrics_table(doc['bev']))
         if 'IoU_at_threshold' in doc:
             print(f'at threshold {doc["threshold_fixed"]:.3f}: F {doc["F_at_threshold"]:.4f} '
                   f'IoU {doc["IoU_at_threshold"]:.4f}')
@@ -230,8 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as exc:
             if not isinstance(exc, _expected()):
                 raise
-            raise _Fail(' '.join(str(exc).split())) from None
-    return run_cli(PROG, run, (_Fail,))
+            raise UsageError(' '.join(str(exc).split())) from None
+    return run_cli(PROG, run, ())
 
 
 if __name__ == '__main__':

@@ -16,12 +16,16 @@ import shlex
 import sys
 from typing import Any
 
-from seg_perception.cli_common import (
-    CliError,
-    check_model_file,
-    check_out_dir,
-    run_cli,
-    setup_logging,
+from seg_perception.cli.common import check_out_dir, run_cli, setup_logging
+from seg_perception.core.formats import UsageError, check_model_file
+from seg_perception.datasets import DatasetError, open_dataset
+from seg_perception.training.config import (
+    DATASETS,
+    DataSource,
+    TrainConfig,
+    add_flags,
+    from_flags,
+    run_dir_problem,
 )
 
 PROG = 'seg_train'
@@ -29,7 +33,6 @@ PROG = 'seg_train'
 
 def build_parser() -> argparse.ArgumentParser:
     """Flags derived from the TrainConfig fields; every flag left out keeps the YAML/default."""
-    from seg_perception.training.config import DATASETS, add_flags
     p = argparse.ArgumentParser(
         prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter,
         argument_default=argparse.SUPPRESS)
@@ -53,8 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.pop('verbose'))
 
     def run() -> int:
-        from seg_perception.datasets import DatasetError
-        from seg_perception.training.config import DataSource, TrainConfig, from_flags
         try:
             resume = args.pop('resume')
             config = TrainConfig()
@@ -69,16 +70,16 @@ def main(argv: list[str] | None = None) -> int:
             config.validate()
             check_start(config, resume)
         except (ValueError, DatasetError, OSError) as exc:
-            raise _Fail(' '.join(str(exc).split())) from None
+            raise UsageError(' '.join(str(exc).split())) from None
         # TensorFlow only now: the configuration, the data and --out are fine.
-        from seg_perception.model_io import ModelFileError
+        from seg_perception.model.model_file import ModelFileError
         from seg_perception.training.trainer import TrainError, train
         try:
             train(config, resume=resume, command=shlex.join([PROG, *argv]))
         except (ValueError, DatasetError, ModelFileError, TrainError, OSError) as exc:
-            raise _Fail(' '.join(str(exc).split())) from None
+            raise UsageError(' '.join(str(exc).split())) from None
         return 0
-    return run_cli(PROG, run, (_Fail,))
+    return run_cli(PROG, run, ())
 
 
 def check_start(config: Any, resume: bool) -> None:
@@ -87,17 +88,14 @@ def check_start(config: Any, resume: bool) -> None:
     (opened as the trainer opens them; listing files only).
 
     Raises:
-        CliError, ValueError, DatasetError: the first problem, as one line.
+        UsageError, ValueError, DatasetError: the first problem, as one line.
     """
-    from seg_perception.datasets import open_dataset
-    from seg_perception.training.config import run_dir_problem
-
     if not config.out:
-        raise CliError('--out is required (the run folder)')
+        raise UsageError('--out is required (the run folder)')
     out = check_out_dir(config.out)
     problem = run_dir_problem(out, resume)
     if problem:
-        raise CliError(problem)
+        raise UsageError(problem)
     init = str(config.model.init)
     if init.endswith('.segmodel'):
         check_model_file(init, '--init')
@@ -108,8 +106,6 @@ def check_start(config: Any, resume: bool) -> None:
                 open_dataset(source.dataset, source.data_dir, split, **kwargs)
 
 
-class _Fail(Exception):
-    pass
 
 
 if __name__ == '__main__':

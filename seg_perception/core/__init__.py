@@ -1,1 +1,4 @@
-"""Layer 0: names and formats, parameters, preprocessing, rendering, metrics, image I/O (numpy/OpenCV; no TensorFlow, no rclpy)."""
+"""Layer 0: names and formats, parameters, preprocessing, rendering, metrics, image I/O.
+
+numpy and OpenCV only: no TensorFlow, no ONNX Runtime, no rclpy.
+"""

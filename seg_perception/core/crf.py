@@ -20,7 +20,7 @@ import math
 import cv2
 import numpy as np
 
-from seg_perception.params import SPECS
+from seg_perception.core.params import SPECS
 
 PROB_FLOOR = 1e-5  # probabilities are clipped to this before -log (finite unary energies)
 

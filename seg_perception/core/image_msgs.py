@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 from rosbags.image.image import CONVERSIONS, ENCODINGMAP, Format
 
-from seg_perception.preprocess import MAX_PIXELS
+from seg_perception.core.preprocess import MAX_PIXELS
 
 # Reason codes carried by ImageDecodeError (used for counting and log throttling).
 REASONS = ('encoding', 'size', 'step', 'truncated', 'too_large', 'compressed')

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.image_io import IGNORE
+from seg_perception.core.image_io import IGNORE
 
 N_THRESHOLDS = 256
 

@@ -3,18 +3,14 @@
 :data:`PARAMETERS` declares each parameter once: name, type, default, range, choices,
 description and whether it can change at run time. From it come
 
-* the ROS descriptors and declarations (``seg_perception.node``; rclpy then applies the
+* the ROS descriptors and declarations (``seg_perception.ros.node``; rclpy then applies the
   ranges and the read-only flags itself);
 * the validation into :class:`Settings` (:func:`settings_from_values`), shared by the node
   and the offline tools (``seg_bag eval``, ``seg_evaluate``), which never import rclpy;
-* the choice lists the Segmenter, the CRF, the CLIs and the launch files use
-  (:data:`BACKENDS`, :data:`DEVICES`, ... are the only place they are written);
-* the README parameter table (:func:`markdown_table`, checked by ``test/test_params.py``).
+* the parameter table of docs/NODE.md (:func:`markdown_table`, checked by
+  ``test/test_params.py``).
 
-:func:`load_params_file` reads the node's section of a ROS 2 params YAML the way rcl does
-for a node named ``road_segmentation`` in any namespace (``/**``, ``/**/road_segmentation``,
-``/ns/road_segmentation``, ``road_segmentation``), so the offline tools read the node's files
-without rclpy; ``test/test_params.py`` compares it with the real rcl parser.
+The choice lists are in :mod:`.choices`, the params-file reader in :mod:`.params_file`.
 """
 from __future__ import annotations
 
@@ -26,25 +22,23 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from seg_perception.backend_choice import backend_of_file, choose_backend
-from seg_perception.paths import DEFAULT_MODEL_NAME, share_file
-
-PACKAGE = 'seg_perception'
-NODE_NAME = 'road_segmentation'
-
-# -- choice lists (the one place each is written) ------------------------------------------
-BACKENDS = ('keras', 'onnxruntime')          # the runtimes
-BACKEND_CHOICES = ('auto', *BACKENDS)         # the backend parameter and CLI flags
-DEVICES = ('auto', 'cpu', 'gpu')
-PRECISIONS = ('auto', 'float32', 'bfloat16', 'float16')
-INPUT_MODES = ('fit', 'pad', 'resize')
-OVERLAY_ENCODINGS = ('rgb8', 'bgr8')
-TRANSPORTS = ('raw', 'compressed')
-RELIABILITIES = ('best_effort', 'reliable')
-PROVIDERS = ('tensorrt', 'cuda', 'cpu')  # ONNX Runtime execution providers, short names
+from seg_perception.core.backend_choice import choose_backend
+from seg_perception.core.choices import (
+    BACKEND_CHOICES,
+    DEVICES,
+    INPUT_MODES,
+    OVERLAY_ENCODINGS,
+    PRECISIONS,
+    PROVIDERS,
+    RELIABILITIES,
+    TRANSPORTS,
+)
+from seg_perception.core.formats import DEFAULT_MODEL_NAME, PACKAGE, backend_of_file
+from seg_perception.core.share import share_file
 
 #: ROS parameter types (``rclpy.Parameter.Type`` names, lower case)
-TYPES = ('bool', 'integer', 'double', 'string', 'integer_array', 'string_array')
+TYPES = ('bool', 'integer', 'double', 'string', 'integer_array', 'double_array',
+         'string_array')
 _CAMERA_RE = re.compile(r'^[A-Za-z][A-Za-z0-9_]*(/[A-Za-z][A-Za-z0-9_]*)*$')
 
 
@@ -61,7 +55,7 @@ class ParamSpec:
         type: one of :data:`TYPES`.
         default: default value; ``None`` = unset (array parameters whose empty default cannot
             be typed, and ``threshold``: unset = the model card's).
-        description: shown by ``ros2 param describe`` and in the README.
+        description: shown by ``ros2 param describe`` and in docs/NODE.md.
         runtime: can change while the node runs (otherwise read-only).
         range: inclusive (from, to) for integer and double parameters.
         choices: allowed values (string parameters; ``''`` allowed where listed).
@@ -141,6 +135,30 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               range=(1, 100)),
     ParamSpec('qos.output.reliability', 'string', 'reliable', 'Output reliability (REP-2003: '
               'reliable)', choices=RELIABILITIES),
+    ParamSpec('grid.enabled', 'bool', False, 'Publish road/grid (nav_msgs/OccupancyGrid): the '
+              'road probability projected onto the ground plane of grid.frame (0 free road .. '
+              '100 not road, -1 unknown); needs camera_info and a camera pose'),
+    ParamSpec('grid.frame', 'string', 'base_link', 'Frame of the grid (z up, ground plane z = '
+              '0) and of grid.camera_pose'),
+    ParamSpec('grid.resolution', 'double', 0.1, 'Grid cell size in metres',
+              range=(0.01, 5.0)),
+    ParamSpec('grid.size', 'double_array', [40.0, 20.0], 'Grid extent [forward, lateral] in '
+              'metres (along x and y of grid.frame)'),
+    ParamSpec('grid.origin', 'double_array', [0.0, -10.0], 'Position [x, y] in grid.frame '
+              'of the outer corner of cell (0, 0), metres (OccupancyGrid info.origin)'),
+    ParamSpec('grid.max_range', 'double', 40.0, 'Cells farther than this from the camera '
+              '(metres, on the ground) are unknown; 0 = no limit', range=(0.0, 1000.0)),
+    ParamSpec('grid.camera_pose', 'double_array', None, 'Camera link pose in grid.frame, '
+              '[x, y, z, roll, pitch, yaw] (metres, radians; x forward, y left, z up as in '
+              'URDF; the optical frame follows by REP-103); 6 values per camera in the order '
+              'of cameras. Unset with grid.use_tf'),
+    ParamSpec('grid.use_tf', 'bool', False, 'Camera pose from tf2 (grid.frame <- the image '
+              'frame_id) at each image stamp instead of grid.camera_pose; needs tf2_ros'),
+    ParamSpec('grid.free_threshold', 'double', None, 'Trinary grid: cells with cost <= this '
+              '(0..100) are 0 (free); with grid.occupied_threshold; unset = 0..100 values',
+              range=(0.0, 100.0)),
+    ParamSpec('grid.occupied_threshold', 'double', None, 'Trinary grid: cells with cost >= '
+              'this (0..100) are 100 (occupied), between the thresholds -1', range=(0.0, 100.0)),
     ParamSpec('diagnostics_period', 'double', 1.0, 'Period of /diagnostics in seconds',
               range=(0.05, 60.0)),
     ParamSpec('autostart', 'bool', True, 'Configure and activate on start; false = stay '
@@ -175,6 +193,7 @@ class Settings:
     qos_input: tuple[int, str]
     qos_output: tuple[int, str]
     diagnostics_period: float
+    grid: dict[str, Any] | None  # the grid.* values (keys without 'grid.'); None = off
     backend_note: str = ''  # why backend auto chose what it chose ('' when set explicitly)
 
 
@@ -285,7 +304,9 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
         transport=values['transport'],
         qos_input=(int(values['qos.input.depth']), values['qos.input.reliability']),
         qos_output=(int(values['qos.output.depth']), values['qos.output.reliability']),
-        diagnostics_period=float(values['diagnostics_period']))
+        diagnostics_period=float(values['diagnostics_period']),
+        grid={s.name[5:]: values[s.name] for s in PARAMETERS if s.name.startswith('grid.')}
+        if values['grid.enabled'] else None)
 
 
 def default_model_path() -> pathlib.Path:
@@ -320,79 +341,6 @@ def model_file(model: str, backend: str) -> pathlib.Path:
     return path
 
 
-# -- ROS 2 params files --------------------------------------------------------------------
-def load_params_file(path: str | pathlib.Path, node: str = f'/{NODE_NAME}',
-                     ) -> dict[str, Any]:
-    """The parameters a ROS 2 params YAML gives node ``node`` (fully qualified name),
-    flattened to dotted names (``crf: {scale: 0.5}`` -> ``crf.scale``).
-
-    A key is the node's when it matches the fully qualified name, with ``*`` for one name
-    segment and ``**`` for any number (``/**/road_segmentation``, ``/**``), as in rcl; a bare
-    ``road_segmentation`` is the root-namespace node's; nested namespace keys
-    (``ns: {road_segmentation: ...}``) join with ``/``. The ``/**`` section applies first,
-    then the others in file order.
-
-    Raises:
-        ConfigError: the file is missing, not YAML, or holds no section for the node.
-    """
-    import yaml
-
-    p = pathlib.Path(path)
-    if not p.is_file():
-        raise ConfigError(f'{p}: params file not found')
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f'{p}: not valid YAML ({" ".join(str(exc).split())})') from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f'{p}: not a ROS 2 params file (no node sections)')
-    matching = [(key, section) for key, section in _sections(doc, '')
-                if _node_matches(key, node)]
-    if not matching:
-        raise ConfigError(f'{p}: no ros__parameters for {node} (or /**)')
-    params: dict[str, Any] = {}
-    # Sections naming the node (even with wildcards) win over the bare '/**' section.
-    for _, section in sorted(matching, key=lambda m: m[0].lstrip('/') != '**'):
-        params.update(_flatten(section))
-    return params
-
-
-def _sections(doc: dict[str, Any], prefix: str) -> list[tuple[str, dict[str, Any]]]:
-    """``(node key, ros__parameters)`` pairs in file order."""
-    out = []
-    for key, value in doc.items():
-        if not isinstance(value, dict):
-            continue
-        name = f'{prefix}/{str(key).strip("/")}' if prefix else str(key)
-        if isinstance(value.get('ros__parameters'), dict):
-            out.append((name, value['ros__parameters']))
-        else:
-            out += _sections(value, name)
-    return out
-
-
-def _node_matches(key: str, fqn: str) -> bool:
-    """Whether params-file key ``key`` names the node with fully qualified name ``fqn``."""
-    if not key.startswith('/'):
-        key = '/' + key  # a relative name: the root namespace (rcl)
-    if key == '/**':
-        return True
-    # '**' matches any number of segments, '*' exactly one (rcl_yaml_param_parser).
-    pattern = re.escape(key).replace(r'/\*\*', '(/[^/]+)*').replace(r'\*', '[^/]+')
-    return re.fullmatch(pattern, fqn) is not None
-
-
-def _flatten(d: dict[str, Any], prefix: str = '') -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f'{prefix}{k}'
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + '.'))
-        else:
-            out[key] = v
-    return out
-
-
 # -- documentation -------------------------------------------------------------------------
 def _default_text(spec: ParamSpec) -> str:
     if spec.default is None:
@@ -410,7 +358,7 @@ def _range_text(spec: ParamSpec) -> str:
 
 
 def markdown_table() -> str:
-    """The README parameter table (one row per parameter, from :data:`PARAMETERS`)."""
+    """The parameter table of docs/NODE.md (one row per parameter, from :data:`PARAMETERS`)."""
     rows = ['| parameter | default | range / choices | runtime | description |',
             '|---|---|---|---|---|']
     for s in PARAMETERS:
@@ -420,7 +368,7 @@ def markdown_table() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m seg_perception.params``: print the README parameter table."""
+    """``python -m seg_perception.core.params``: print the parameter table of docs/NODE.md."""
     sys.stdout.write(markdown_table())
     return 0
 

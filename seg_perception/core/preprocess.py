@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from seg_perception.params import INPUT_MODES
+from seg_perception.core.choices import INPUT_MODES
 
 STRIDE = 32              # model input sides must be multiples of this (FCN-8s output stride)
 MIN_SIDE = 8            # smaller frames are rejected: nothing meaningful to segment

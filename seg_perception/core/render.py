@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from seg_perception.metrics import quantize_probability
+from seg_perception.core.metrics import quantize_probability
 
 N_IDS = 256  # uint8 class ids
 

@@ -7,6 +7,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from seg_perception.core.image_io import read_rgb
+
 
 class DatasetError(ValueError):
     """A dataset folder that cannot be used (missing files, mismatched ground truth...)."""
@@ -78,7 +80,6 @@ class RoadDataset(Sequence):
 
     def read_image(self, item: Item) -> np.ndarray:
         """(H, W, 3) uint8 RGB of ``item``."""
-        from seg_perception.image_io import read_rgb
         return read_rgb(item.image)
 
     def read_target(self, item: Item) -> np.ndarray:

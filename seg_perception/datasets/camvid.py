@@ -8,8 +8,8 @@ import pathlib
 
 import numpy as np
 
+from seg_perception.core.image_io import camvid_to_target, read_gray
 from seg_perception.datasets.base import DatasetError, Item, RoadDataset, list_images, require_dir
-from seg_perception.image_io import camvid_to_target, read_gray
 
 ROAD_CLASS = 3
 IGNORE_CLASS = 11

@@ -21,8 +21,8 @@ import pathlib
 import cv2
 import numpy as np
 
+from seg_perception.core.image_io import IGNORE, read_rgb
 from seg_perception.datasets.base import DatasetError, Item, RoadDataset, list_images, require_dir
-from seg_perception.image_io import IGNORE, read_rgb
 
 ROAD_RGB = (128, 64, 128)
 VOID_RGB = (0, 0, 0)

@@ -12,8 +12,8 @@ import random
 
 import numpy as np
 
+from seg_perception.core.image_io import kitti_gt_to_target, read_rgb
 from seg_perception.datasets.base import DatasetError, Item, RoadDataset, list_images, require_dir
-from seg_perception.image_io import kitti_gt_to_target, read_rgb
 
 CATEGORIES = ('um', 'umm', 'uu')
 VAL_FRACTION = 48 / 289

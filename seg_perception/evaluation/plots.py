@@ -35,7 +35,7 @@ def save_pr_curve(curves: Curves | Sequence[tuple[str, Curves]], path: str | os.
     """Write a precision-recall plot (PNG, or any format matplotlib knows by extension).
 
     Args:
-        curves: a :meth:`seg_perception.metrics.RoadEvaluator.curves` dict (arrays
+        curves: a :meth:`seg_perception.core.metrics.RoadEvaluator.curves` dict (arrays
             ``precision``, ``recall`` and ``F`` over the 256 thresholds), or a list of
             ``(label, curves dict)`` to compare several runs in one plot.
         path: output file; parent folders are created.

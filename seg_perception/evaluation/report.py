@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from seg_perception.evaluation import plots
+
 LOG = logging.getLogger(__name__)
 
 
@@ -142,6 +144,46 @@ def percentile_table(rows: dict[str, dict[str, float]],
     return lines
 
 
+def evaluation_sections(doc: dict[str, Any], groups: dict[str, Any], group_label: str,
+                        n_with_gt: int) -> list[str]:
+    """The markdown blocks of an evaluation report: settings, metrics, per-group table and
+    inference time, from its metrics.json ``doc`` and per-group metrics ``groups``.
+    """
+    blocks = ['\n'.join(settings_table(doc.get('run', {}))),
+              f'Frames processed: {doc["frames"]}; with ground truth: '
+              f'{n_with_gt}.']
+    if doc['ground_truth']:
+        metrics = ['## Metrics (KITTI Road devkit, fractions)', '', metrics_table(doc)]
+        if 'IoU_at_threshold' in doc:
+            metrics += ['', f'At the model threshold {doc["threshold_fixed"]:.3f}: '
+                        f'F {doc["F_at_threshold"]:.4f}, IoU {doc["IoU_at_threshold"]:.4f}.']
+        blocks.append('\n'.join(metrics))
+    else:
+        blocks.append(f'No metrics: {doc.get("metrics_error", "no ground truth")}.')
+    bev = doc.get('bev')
+    if bev:
+        lines = ["## Bird's-eye view (KITTI devkit grid: lateral -10..10 m, forward 6..46 m, "
+                 '0.05 m cells)', '', f'Calibration: {bev.get("calibration", "")}', '']
+        lines.append(metrics_table(bev) if 'MaxF' in bev else f'No BEV metrics: {bev["error"]}.')
+        lines += ['', 'Road probability on the road plane (bright magenta = road, far at the '
+                  'top), ground-truth road outlined in green; grey: outside the image.', '',
+                  '![BEV per frame](bev_sheet.png)']
+        blocks.append('\n'.join(lines))
+    if len(groups) > 1 or (groups and next(iter(groups))):
+        rows = [f'## Per {group_label}', '', f'| {group_label} | frames | MaxF | AvgPrec | '
+                'IoU |', '|---|---|---|---|---|']
+        for g, m in groups.items():
+            cells = [fmt(m.get(k)) if k in m else '-' for k in ('MaxF', 'AvgPrec', 'IoU')]
+            rows.append(f'| {g} | {m["frames"]} | ' + ' | '.join(cells) + ' |')
+        blocks.append('\n'.join(rows))
+    if doc.get('inference_ms'):
+        blocks.append('\n'.join(['## Inference time per frame (ms)', '',
+                                 'Excluding the first batch (graph tracing) when there '
+                                 'are more.', '',
+                                 *percentile_table({'pipeline': doc['inference_ms']})]))
+    return blocks
+
+
 def write_report(out: pathlib.Path, spec: ReportSpec, doc: dict[str, Any],
                  records: Sequence[FrameRecord], sections: Sequence[str],
                  curves: Sequence[tuple[str, dict[str, np.ndarray]]] = (),
@@ -167,7 +209,6 @@ def write_report(out: pathlib.Path, spec: ReportSpec, doc: dict[str, Any],
     has_curve = False
     if curves:
         try:
-            from seg_perception import plots
             plots.save_pr_curve(list(curves), out / 'pr_curve.png', title=spec.title)
             has_curve = True
         except Exception as exc:  # noqa: BLE001 - a missing picture must not lose metrics

@@ -2,11 +2,12 @@
 
 Shared by ``seg_evaluate`` (dataset splits), ``seg_bag eval`` (bag replay) and the trainer's
 validation, so their numbers agree by construction: every frame goes through
-:meth:`Pipeline.run <seg_perception.pipeline.Pipeline.run>` (the node's preprocessing,
+:meth:`Pipeline.run <seg_perception.runtime.pipeline.Pipeline.run>` (the node's preprocessing,
 optional CRF and labels), then :class:`metrics.RoadEvaluator` (KITTI Road devkit metrics on
 uint8-quantised probabilities) and :func:`metrics.road_iou` (per-frame IoU at the threshold).
 
-:class:`EvalRun` writes through :func:`seg_perception.report.write_report` (metrics.json with
+:class:`EvalRun` writes through :func:`seg_perception.evaluation.report.write_report`
+(metrics.json with
 per-group metrics under ``groups_key``, frames.csv, the summary, pr_curve.png) plus
 ``overlays/<name>.png`` (a few, spread over the run) and, when asked, ``prob/<name>.png``
 (uint8 road probability at input resolution; rescoring these with
@@ -25,15 +26,14 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception.metrics import RoadEvaluator, quantize_probability, road_iou
-from seg_perception.report import (
+from seg_perception.core import image_io, render
+from seg_perception.core.metrics import RoadEvaluator, quantize_probability, road_iou
+from seg_perception.evaluation import plots
+from seg_perception.evaluation.report import (
     FrameRecord,
     ReportSpec,
-    fmt,
-    metrics_table,
-    percentile_table,
+    evaluation_sections,
     percentiles,
-    settings_table,
     write_report,
 )
 
@@ -89,18 +89,21 @@ class EvalRun:
     """Runs frames through the pipeline in batches and accumulates metrics and outputs.
 
     Args:
-        pipeline: a :class:`seg_perception.pipeline.Pipeline` (its threshold and CRF
+        pipeline: a :class:`seg_perception.runtime.pipeline.Pipeline` (its threshold and CRF
             setting apply).
         out_dir: where outputs go; ``None`` = metrics only (nothing written).
         save_probabilities: write ``prob/<name>.png`` (uint8 0..255) per frame.
         n_overlays: number of overlay PNGs to write (spread evenly when ``total`` is known).
         total: expected number of frames (progress bar and overlay spacing), if known.
         batch_size: frames per ``segment`` call.
+        bev: a :class:`~seg_perception.evaluation.bev.BevScorer` to score in bird's-eye view
+            too (KITTI layout), or ``None``.
     """
 
     def __init__(self, pipeline: Any, out_dir: str | pathlib.Path | None = None,
                  save_probabilities: bool = False,
-                 n_overlays: int = 0, total: int | None = None, batch_size: int = 4) -> None:
+                 n_overlays: int = 0, total: int | None = None, batch_size: int = 4,
+                 bev: Any = None) -> None:
         """Prepare accumulators and output folders."""
         if batch_size < 1:
             raise ValueError(f'batch size must be >= 1, got {batch_size}')
@@ -110,6 +113,7 @@ class EvalRun:
         self.n_overlays = int(n_overlays) if self.out_dir is not None else 0
         self.total = total
         self.batch_size = int(batch_size)
+        self.bev = bev
         self.evaluator = RoadEvaluator()
         self.groups: dict[str, RoadEvaluator] = {}
         self.group_frames: dict[str, int] = {}
@@ -164,14 +168,14 @@ class EvalRun:
         record = FrameRecord(frame.name, frame.group, frame.stamp_ns, int(prob.shape[1]),
                              int(prob.shape[0]), round(ms, 3), road, iou)
         self.records.append(record)
+        fname = self._file_name(frame.name)
+        if self.bev is not None:
+            self.bev.update(frame.name, fname, prob, frame.target)
         if self.out_dir is not None:
-            fname = self._file_name(frame.name)
             if self.save_probabilities:
-                from seg_perception import image_io, render
                 image_io.write_rgb(self.out_dir / 'prob' / f'{fname}.png',
                                    render.probability_mono8(prob))
             if index in self._overlay_at:
-                from seg_perception import image_io, render
                 path = self.out_dir / 'overlays' / f'{fname}.png'
                 image_io.write_rgb(path, render.overlay(frame.image, labels,
                                                         self.pipeline.card.palette))
@@ -285,10 +289,18 @@ class EvalRun:
         doc['partial'] = bool(partial)
         if error:
             doc['error'] = error
+        if self.bev is not None:
+            doc['bev'] = self.bev.metrics(self.pipeline.threshold)
+            if self.out_dir is not None and self.bev.pictures:
+                sheet = plots.contact_sheet(
+                    [image_io.read_rgb(p) for p in self.bev.pictures], columns=10,
+                    tile_width=100, captions=[p.stem for p in self.bev.pictures])
+                image_io.write_rgb(self.out_dir / 'bev_sheet.png', sheet)
         doc.update(extra or {})
         if self.out_dir is not None:
             write_report(self.out_dir, spec, doc, self.records,
-                         self._sections(doc, groups, spec.group_label),
+                         evaluation_sections(doc, groups, spec.group_label,
+                                             self.evaluator.n_images),
                          self._curves(groups), self.overlay_files)
         return doc
 
@@ -300,33 +312,6 @@ class EvalRun:
         if len(scored) <= 1:
             return [(scored[0][0] if scored else '', self.evaluator.curves())]
         return [(g, ev.curves()) for g, ev in scored] + [('all', self.evaluator.curves())]
-
-    def _sections(self, doc: dict[str, Any], groups: dict[str, Any],
-                  group_label: str) -> list[str]:
-        blocks = ['\n'.join(settings_table(doc.get('run', {}))),
-                  f'Frames processed: {doc["frames"]}; with ground truth: '
-                  f'{self.evaluator.n_images}.']
-        if doc['ground_truth']:
-            metrics = ['## Metrics (KITTI Road devkit, fractions)', '', metrics_table(doc)]
-            if 'IoU_at_threshold' in doc:
-                metrics += ['', f'At the model threshold {doc["threshold_fixed"]:.3f}: '
-                            f'F {doc["F_at_threshold"]:.4f}, IoU {doc["IoU_at_threshold"]:.4f}.']
-            blocks.append('\n'.join(metrics))
-        else:
-            blocks.append(f'No metrics: {doc.get("metrics_error", "no ground truth")}.')
-        if len(groups) > 1 or (groups and next(iter(groups))):
-            rows = [f'## Per {group_label}', '', f'| {group_label} | frames | MaxF | AvgPrec | '
-                    'IoU |', '|---|---|---|---|---|']
-            for g, m in groups.items():
-                cells = [fmt(m.get(k)) if k in m else '-' for k in ('MaxF', 'AvgPrec', 'IoU')]
-                rows.append(f'| {g} | {m["frames"]} | ' + ' | '.join(cells) + ' |')
-            blocks.append('\n'.join(rows))
-        if doc.get('inference_ms'):
-            blocks.append('\n'.join(['## Inference time per frame (ms)', '',
-                                     'Excluding the first batch (graph tracing) when there '
-                                     'are more.', '',
-                                     *percentile_table({'pipeline': doc['inference_ms']})]))
-        return blocks
 
 
 def _result(evaluator: RoadEvaluator, threshold: float) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """Post-training int8 quantization of an exported ONNX model (ONNX Runtime, static QDQ).
 
-The float32 export (:func:`seg_perception.onnx_export.export_onnx`) is quantized with
+The float32 export (:func:`seg_perception.export.onnx_export.export_onnx`) is quantized with
 ``onnxruntime.quantization.quantize_static``: the VGG16 and fc6/fc7 convolution weights per
 output channel to int8, their activations to uint8 with ranges calibrated on real frames
 (99.999th percentile: plain min/max let a few extreme activations widen the ranges, and on
@@ -11,7 +11,7 @@ sees exactly what inference will. Input (uint8 image), output (float32 softmax) 
 model card in the metadata stay as in the float32 export, so the ``onnxruntime`` backend
 runs it unchanged; the metadata also says ``int8``. ONNX Runtime's CPU kernels then use
 integer matrix instructions (AVX512-VNNI / AVX-VNNI / AMX where present; AVX2 u8s8 without
-VNNI can saturate, see :mod:`seg_perception.backend_choice`).
+VNNI can saturate, see :mod:`seg_perception.core.backend_choice`).
 """
 from __future__ import annotations
 
@@ -25,14 +25,14 @@ from typing import Any
 
 import numpy as np
 
+from seg_perception.core import preprocess
+from seg_perception.core.formats import INT8, INT8_7BIT, PRECISION_KEY
+
 #: operators whose weights and inputs are quantized (the compute of FCN-8s)
 QUANTIZED_OPS = ('Conv', 'ConvTranspose', 'MatMul')
 #: layers kept in float32: the class scores and their upsampling (a few output channels,
 #: little compute, and where rounding moves the road probability at the threshold)
 FLOAT_LAYERS = ('score_', 'upscore')
-#: the precision an int8 export records in its metadata: 8-bit weights (for CPUs with
-#: VNNI/AMX-INT8), or 7-bit weights (``reduce_range``, safe on AVX2 without VNNI)
-INT8, INT8_7BIT = 'int8', 'int8-7bit'
 
 
 class QuantizeError(RuntimeError):
@@ -72,7 +72,6 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
                             'onnxruntime==1.31.1') from None
     if not frames:
         raise QuantizeError('no calibration frames')
-    from seg_perception import preprocess
 
     # One batch for all frames, fed a frame at a time: frames of different sizes are padded
     # to one shape, which the percentile (histogram) calibrator needs.
@@ -99,7 +98,6 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
         quant_pre_process(str(src), str(prepared), skip_symbolic_shape=True)
         import onnx
 
-        from seg_perception.onnx_export import PRECISION_KEY
         proto = onnx.load(str(prepared))
         keep = [n.name for n in proto.graph.node
                 if any(f'/{layer}' in n.name for layer in FLOAT_LAYERS)]

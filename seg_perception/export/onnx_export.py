@@ -17,8 +17,8 @@ import pathlib
 import tempfile
 from typing import Any
 
-CARD_KEY = 'seg_perception.card'
-PRECISION_KEY = 'seg_perception.precision'  # 'int8' in a quantized export; absent = float32
+from seg_perception.core.formats import CARD_KEY
+
 INPUT_NAME = 'image'
 OUTPUT_NAME = 'probabilities'
 
@@ -33,7 +33,7 @@ def export_onnx(model: Any, card: Any, path: str | os.PathLike,
 
     Args:
         model: a Keras FCN-8s (uint8 RGB in, logits out), float32 weights.
-        card: its :class:`seg_perception.model_io.ModelCard`.
+        card: its :class:`seg_perception.model.model_file.ModelCard`.
         path: the ``.onnx`` file to write (replaced atomically).
         opset: ONNX opset (``None`` = the exporter's default).
 
@@ -94,7 +94,7 @@ def read_onnx_card(path: str | os.PathLike) -> Any:
     Raises:
         ExportError: no such file, not ONNX, or no seg_perception card inside.
     """
-    from seg_perception.model_io import ModelCard
+    from seg_perception.model.model_file import ModelCard
     p = pathlib.Path(path)
     if not p.is_file():
         raise ExportError(f'{p}: ONNX file not found')

@@ -4,7 +4,7 @@ The card carries everything needed to rebuild and use the model (architecture sp
 classes and colours, input resolution and mode, normalisation, training data, metrics,
 recommended threshold, format version). Weights are stored by variable path, optionally
 as float16 to halve the file. Loading rebuilds the model with the one builder
-(:func:`seg_perception.model.build_fcn8s`), so any dtype policy can be chosen at load time.
+(:func:`seg_perception.model.fcn8s.build_fcn8s`), so any dtype policy can be chosen at load time.
 Writes are atomic (temporary file in the same folder, then rename).
 """
 from __future__ import annotations
@@ -22,15 +22,15 @@ from typing import Any
 import keras
 import numpy as np
 
-from seg_perception.model import CAFFE_MEAN_BGR, ModelSpec, build_fcn8s
-from seg_perception.params import INPUT_MODES
-from seg_perception.preprocess import STRIDE
-
-FORMAT = 'seg_perception.fcn8s'
-FORMAT_VERSION = 1
-CARD_NAME = 'card.json'
-WEIGHTS_NAME = 'weights.npz'
-EXTENSION = '.segmodel'
+from seg_perception.core.choices import INPUT_MODES
+from seg_perception.core.formats import (
+    CARD_NAME,
+    MODEL_FORMAT,
+    MODEL_FORMAT_VERSION,
+    WEIGHTS_NAME,
+)
+from seg_perception.core.preprocess import STRIDE
+from seg_perception.model.fcn8s import CAFFE_MEAN_BGR, ModelSpec, build_fcn8s
 
 
 class ModelFileError(Exception):
@@ -67,7 +67,7 @@ class ModelCard:
                           f'{list(CAFFE_MEAN_BGR)}')
     training: dict[str, Any] = dataclasses.field(default_factory=dict)
     metrics: dict[str, Any] = dataclasses.field(default_factory=dict)
-    format_version: int = FORMAT_VERSION
+    format_version: int = MODEL_FORMAT_VERSION
 
     @property
     def model_spec(self) -> ModelSpec:
@@ -101,19 +101,19 @@ class ModelCard:
 
     def to_json(self) -> str:
         """Serialise the card (with the file format tag)."""
-        return json.dumps({'format': FORMAT, **dataclasses.asdict(self)}, indent=2,
+        return json.dumps({'format': MODEL_FORMAT, **dataclasses.asdict(self)}, indent=2,
                           sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str) -> 'ModelCard':
         """Parse and validate a card; raises ``ValueError`` on any problem."""
         data = json.loads(text)
-        if not isinstance(data, dict) or data.pop('format', None) != FORMAT:
-            raise ValueError(f'not a {FORMAT} model card')
+        if not isinstance(data, dict) or data.pop('format', None) != MODEL_FORMAT:
+            raise ValueError(f'not a {MODEL_FORMAT} model card')
         version = data.get('format_version')
-        if version != FORMAT_VERSION:
+        if version != MODEL_FORMAT_VERSION:
             raise ValueError(f'unsupported format version {version!r} '
-                             f'(this build reads version {FORMAT_VERSION})')
+                             f'(this build reads version {MODEL_FORMAT_VERSION})')
         names = {f.name for f in dataclasses.fields(cls)}
         card = cls(**{k: v for k, v in data.items() if k in names})
         card.validate()
@@ -251,31 +251,6 @@ def load_model(path: str | os.PathLike, dtype: Any = None,
         except (ValueError, TypeError) as exc:  # e.g. a non-numeric array
             raise ModelFileError(f'{path}: weight {key} cannot be used ({exc})') from None
     return model, card
-
-
-def export_saved_model(model: keras.Model, card: ModelCard, directory: str | os.PathLike,
-                       ) -> pathlib.Path:
-    """Export a TF SavedModel with a uint8 serving signature (TensorFlow backend only).
-
-    The ``serve`` signature takes ``image``: uint8 (N, H, W, 3) RGB with H, W multiples of
-    32 and returns ``probabilities``: float32 (N, H, W, C) softmax. The model card is
-    written beside it as ``card.json``.
-    """
-    import tensorflow as tf  # deployment export needs TensorFlow itself
-
-    directory = pathlib.Path(directory)
-    archive = keras.export.ExportArchive()
-    archive.track(model)
-
-    def serve(image: Any) -> Any:
-        return {'probabilities': tf.nn.softmax(model(image, training=False), axis=-1)}
-
-    archive.add_endpoint(
-        name='serve', fn=serve,
-        input_signature=[tf.TensorSpec((None, None, None, 3), tf.uint8, name='image')])
-    archive.write_out(str(directory), verbose=False)
-    (directory / CARD_NAME).write_text(card.to_json())
-    return directory
 
 
 def save_random_model(path: str | os.PathLike, spec: ModelSpec | None = None, seed: int = 0,

@@ -17,8 +17,8 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from seg_perception.params import Runtime, Settings
-from seg_perception.worker import Camera
+from seg_perception.core.params import Runtime, Settings
+from seg_perception.ros.worker import Camera
 
 OK, WARN = 0, 1  # diagnostic_msgs/DiagnosticStatus levels
 
@@ -111,6 +111,25 @@ class Throttle:
             return None
         self._state[key] = [now, 0]
         return f' ({int(suppressed)} more since the last warning)' if suppressed else ''
+
+
+def grid_report(cameras: Sequence[Camera]) -> CameraReport:
+    """The ``grid`` status: each camera's grid state and mean grid time (ms) since the last
+    report; WARN while a camera has no grid. Resets the time samples; the caller holds the
+    worker's lock.
+    """
+    values, missing = {}, []
+    for cam in cameras:
+        st = cam.stats
+        state = st.grid_state or 'no frame yet'
+        values[f'{cam.label}'] = state
+        values[f'{cam.label}_grid_ms'] = mean_text(st.grid_ms, '.2f')
+        st.grid_ms = []
+        if state != 'ok':
+            missing.append(cam.label)
+    if missing:
+        return CameraReport(WARN, 'no grid for ' + ', '.join(missing), values)
+    return CameraReport(OK, 'ok', values)
 
 
 def configuration_text(s: Settings, seg: Any, rt: Runtime, inputs: Sequence[str]) -> str:

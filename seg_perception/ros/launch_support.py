@@ -24,7 +24,10 @@ import re
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from seg_perception.params import DEVICES, NODE_NAME, PACKAGE, ConfigError, load_params_file
+from seg_perception.core.choices import DEVICES
+from seg_perception.core.formats import NODE_NAME, PACKAGE, START_FAILURE
+from seg_perception.core.params import ConfigError
+from seg_perception.core.params_file import load_params_file
 
 EXECUTABLE = 'road_segmentation'
 RVIZ_PACKAGE = 'rviz2'
@@ -33,7 +36,6 @@ BOOL_CHOICES = ('true', 'false')
 OPTIONAL_BOOL_CHOICES = ('', 'true', 'false')
 DEVICE_CHOICES = ('', *DEVICES)  # '' = the params file's
 LOG_LEVELS = ('debug', 'info', 'warn', 'error', 'fatal')
-START_FAILURE_MARK = 'cannot start: '  # the node's one-line reason (see node.py)
 _ANSI = re.compile(r'\x1b\[[0-9;]*[A-Za-z]')
 
 # (name, default, description, choices); default None = <share>/config/<params file>.
@@ -94,7 +96,7 @@ def common_overrides(values: dict[str, str]) -> dict[str, Any]:
 
 def cameras_from_params_file(path: str, namespace: str = '') -> list[str]:
     """The ``cameras`` parameter a ROS 2 params YAML gives the node in ``namespace`` (read as
-    the node reads it, :func:`seg_perception.params.load_params_file`); [] when not set.
+    the node reads it, :func:`seg_perception.core.params_file.load_params_file`); [] when not set.
     """
     ns = '/'.join(p for p in namespace.split('/') if p)
     try:
@@ -109,8 +111,8 @@ def start_failure_reason(lines: Sequence[str]) -> str | None:
     clean = [_ANSI.sub('', line).strip() for line in lines]
     clean = [line for line in clean if line]
     for line in reversed(clean):
-        if START_FAILURE_MARK in line:
-            return line[line.index(START_FAILURE_MARK):]
+        if START_FAILURE in line:
+            return line[line.index(START_FAILURE):]
     return clean[-1] if clean else None
 
 

@@ -1,19 +1,14 @@
 """ROS 2 node ``road_segmentation``: the ROS interfaces and callbacks over the pure core.
 
-A managed (lifecycle) node: ``configure`` validates the parameters (:mod:`.params`), builds
-the :class:`~seg_perception.pipeline.Pipeline` and the lifecycle publishers; ``activate``
-subscribes; ``deactivate`` unsubscribes (a waiting frame counts as dropped, the batch in
-progress is finished); ``cleanup`` frees the model; ``shutdown`` ends the process (exit 0).
-With ``autostart`` (default) it configures and activates itself; a start it cannot make logs
-one ``cannot start: <reason>`` line (exit 1 with autostart).
+A managed (lifecycle) node: ``configure`` validates the parameters
+(:mod:`seg_perception.core.params`), builds the :class:`~seg_perception.runtime.pipeline.Pipeline`
+and the lifecycle publishers; ``activate`` subscribes; ``deactivate`` unsubscribes (a waiting
+frame counts as dropped, the batch in progress is finished); ``cleanup`` frees the model;
+``shutdown`` ends the process (exit 0). With ``autostart`` (default) it configures and
+activates itself; a start it cannot make logs one ``cannot start: <reason>`` line.
 
 Callbacks only store the newest frame per camera (:mod:`.worker`); the worker thread runs one
-batched pipeline call for all cameras. Topics (relative; under ``<camera>/`` with
-``cameras``): in ``image`` or ``image/compressed``, ``camera_info``; out ``road/label`` (mono8
-class ids), ``road/overlay`` (rgb8/bgr8), ``road/probability`` (mono8, with
-``publish_probability``), ``road/camera_info``, all with the input header and resolution
-(overlay and probability only while subscribed); ``/diagnostics`` (:mod:`.diagnostics`).
-QoS: REP-2003 (best-effort in, reliable out); large frames: see the README.
+batched pipeline call for all cameras (:mod:`.frame_processing`). Topics: README.md.
 """
 from __future__ import annotations
 
@@ -32,17 +27,24 @@ from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackRet
 from rclpy.parameter import Parameter
 from sensor_msgs.msg import CameraInfo, CompressedImage, Image
 
-from seg_perception import diagnostics, params, ros_params, ros_spin
-from seg_perception.params import ConfigError, Runtime
-from seg_perception.paths import use_async_publication, use_large_image_profile
-from seg_perception.worker import Camera, FrameWorker
+from seg_perception.core import params
+from seg_perception.core.formats import NODE_NAME, START_FAILURE
+from seg_perception.core.params import ConfigError, Runtime
+from seg_perception.ros import camera_status as diagnostics
+from seg_perception.ros import parameters as ros_params
+from seg_perception.ros import spin as ros_spin
+from seg_perception.ros.dds_env import use_async_publication, use_large_image_profile
+from seg_perception.ros.frame_processing import LOG_THROTTLE_S, FrameProcessing
+from seg_perception.ros.grid_output import grid_outputs
+from seg_perception.ros.outputs import CameraOutputs, DiagnosticArray
+from seg_perception.ros.worker import Camera, FrameWorker
+from seg_perception.runtime import pipeline
+from seg_perception.runtime.pipeline import require_crf
 
-LOG_THROTTLE_S = 5.0  # per (camera, problem) warning period
-START_FAILURE = 'cannot start: '  # prefix of the one-line reason (launch files look for it)
 DEACTIVATE_WAIT_S = 30.0  # longest wait for the batch in progress when deactivating
 
 
-class RoadSegmentationNode(LifecycleNode):
+class RoadSegmentationNode(FrameProcessing, LifecycleNode):
     """The ``road_segmentation`` lifecycle node (see the module docstring).
 
     Raises:
@@ -50,7 +52,7 @@ class RoadSegmentationNode(LifecycleNode):
     """
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(params.NODE_NAME, **kwargs)
+        super().__init__(NODE_NAME, **kwargs)
         self.cameras: list[Camera] = []
         self.pipeline: Any = None
         self.settings: params.Settings | None = None
@@ -60,8 +62,7 @@ class RoadSegmentationNode(LifecycleNode):
         self._threshold_from_card = False  # threshold was unset: re-read from each model
         self._inputs: list[Any] = []  # subscriptions (exist while active)
         self._publishers_: list[Any] = []  # lifecycle publishers (exist while configured)
-        self._diag_timer: Any = None
-        self._pub_diag: Any = None
+        self._diag_timer = self._pub_diag = self._grid = None  # grid: GridOutputs (grid.enabled)
         try:
             ros_params.declare_all(self)
         except ConfigError as exc:
@@ -147,9 +148,6 @@ class RoadSegmentationNode(LifecycleNode):
         if self._threshold_from_card:
             values['threshold'] = None  # it was the previous model's recommendation
         s = self.settings = params.settings_from_values(values)
-        # Heavy imports only after the parameters passed: a bad configuration fails fast.
-        from seg_perception import pipeline, preprocess, ros_image, ros_outputs
-        self._preprocess, self._ros_image, self._ros_outputs = preprocess, ros_image, ros_outputs
         self.pipeline = pipeline.Pipeline.from_settings(s)
         if s.threshold is None:  # publish the effective value
             self.set_parameters([Parameter('threshold', value=self.pipeline.threshold)])
@@ -175,16 +173,16 @@ class RoadSegmentationNode(LifecycleNode):
         s = self.settings
         assert s is not None
         qout = ros_spin.qos_profile(*s.qos_output)
+        create = functools.partial(self._lifecycle_publisher, qos=qout)
         self.cameras = []
         for name in (s.cameras or ('',)):
             cam = Camera(name)
-            cam.outputs = self._ros_outputs.CameraOutputs(
-                lambda msg_type, topic: self._lifecycle_publisher(msg_type, topic, qout),
-                cam.prefix, s.overlay_encoding, s.publish_probability)
+            cam.outputs = CameraOutputs(create, cam.prefix, s.overlay_encoding,
+                                        s.publish_probability)
             cam.input_topic = self.resolve_topic_name(self._input_topic(cam))
             self.cameras.append(cam)
-        self._pub_diag = self._lifecycle_publisher(self._ros_outputs.DiagnosticArray,
-                                                   '/diagnostics', 10)
+        self._grid = grid_outputs(self, s.grid, self.cameras, create)
+        self._pub_diag = self._lifecycle_publisher(DiagnosticArray, '/diagnostics', 10)
 
     def _lifecycle_publisher(self, msg_type: Any, topic: str, qos: Any) -> Any:
         pub = self.create_lifecycle_publisher(msg_type, topic, qos)
@@ -233,7 +231,7 @@ class RoadSegmentationNode(LifecycleNode):
         for pub in self._publishers_:
             self.destroy_lifecycle_publisher(pub)
         self._publishers_ = []
-        self._pub_diag = None
+        self._pub_diag = self._grid = None
         self.cameras = []
         self.pipeline = None
         self._runtime = None
@@ -247,7 +245,6 @@ class RoadSegmentationNode(LifecycleNode):
         rt = self._runtime
         new = {p.name: p.value for p in changed}
         if new.get('crf.enabled') and rt is not None:
-            from seg_perception.pipeline import require_crf
             try:
                 require_crf()
             except ConfigError as exc:
@@ -264,79 +261,6 @@ class RoadSegmentationNode(LifecycleNode):
             self.get_logger().info('parameters changed: ' + ', '.join(
                 f'{k}={v}' for k, v in changes.items()))
         return SetParametersResult(successful=True)
-
-    def _on_message_lost(self, cam: Camera, info: Any) -> None:
-        if self._worker is not None:
-            with self._worker.lock:
-                cam.stats.lost += int(info.total_count_change)
-
-    def _on_worker_error(self, batch: list[tuple[Camera, Any]], exc: Exception) -> None:
-        if self.context.ok():  # else shutting down: the publishers are gone
-            for cam, _ in batch:
-                self._bad_frame(cam, 'internal', f'processing failed: {exc!r}')
-
-    # -- worker thread -------------------------------------------------------------------
-    def _process(self, batch: list[tuple[Camera, Any]]) -> None:
-        """Decode and check each frame once, run the pipeline on the batch, publish."""
-        t_start = time.perf_counter()
-        frames = []
-        for cam, msg in batch:
-            try:
-                image, bgr = self._ros_image.decode_frame(msg)  # a view where possible
-                self._preprocess.check_frame(image)
-            except self._ros_image.ImageDecodeError as exc:
-                self._bad_frame(cam, exc.reason, str(exc))
-                continue
-            except self._preprocess.InputError as exc:
-                self._bad_frame(cam, 'size', str(exc))
-                continue
-            frames.append((cam, msg.header, image, bgr))
-        rt, pipe = self._runtime, self.pipeline
-        if not frames or rt is None or pipe is None:
-            return
-        results = pipe.run([f[2] for f in frames], bgr=[f[3] for f in frames],
-                           threshold=rt.threshold, crf=rt.crf_enabled,
-                           crf_iterations=rt.crf_iterations, validated=True)
-        for (cam, header, image, bgr), res in zip(frames, results):
-            cam.outputs.publish(header, image, bgr, res.labels, res.probability, pipe,
-                                rt.overlay_alpha, cam.camera_info)
-        # The per-frame path outside the model: everything but the forward pass and CRF.
-        path_ms = ((time.perf_counter() - t_start) * 1e3 - pipe.last_crf_ms
-                   - pipe.last_forward_ms) / len(frames)
-        latencies = [self._latency_ms(f[1]) for f in frames]
-        with self._worker.lock:
-            diagnostics.record_batch([f[0] for f in frames], pipe.last_segment_ms, path_ms,
-                                     pipe.last_crf_ms if rt.crf_enabled else None, latencies)
-
-    def _latency_ms(self, header: Any) -> float | None:
-        stamp = header.stamp
-        if stamp.sec == 0 and stamp.nanosec == 0:
-            return None
-        now = self.get_clock().now().nanoseconds
-        return (now - (stamp.sec * 1_000_000_000 + stamp.nanosec)) / 1e6
-
-    def _bad_frame(self, cam: Camera, reason: str, message: str) -> None:
-        if self._worker is not None:
-            with self._worker.lock:
-                cam.stats.bad += 1
-        extra = self._throttle.suffix((cam.name, reason), time.monotonic())
-        if extra is not None:
-            self.get_logger().warning(f'{cam.label}: skipped bad frame: {message}{extra}')
-
-    def _publish_diagnostics(self) -> None:
-        now = time.monotonic()
-        dt, self._diag_last = max(now - self._diag_last, 1e-6), now
-        rt, pipe, worker = self._runtime, self.pipeline, self._worker
-        if rt is None or pipe is None or self._pub_diag is None or worker is None:
-            return
-        reports = []
-        for cam in self.cameras:
-            with worker.lock:
-                report = diagnostics.camera_report(cam, dt, rt, pipe.segmenter)
-            reports.append((f'{self.get_fully_qualified_name()}: {cam.label}', cam.label,
-                            report))
-        self._pub_diag.publish(self._ros_outputs.diagnostic_array(
-            reports, self.get_clock().now().to_msg()))
 
 def main(args: Sequence[str] | None = None) -> int:
     """Run the node until Ctrl-C / SIGTERM or its shutdown transition (exit 0); exit 1 when it

@@ -1,6 +1,6 @@
 """The node's outgoing messages: one camera's outputs and the diagnostics array.
 
-Images are built in reused buffers (:class:`seg_perception.ros_image.OutgoingImage`): labels
+Images are built in reused buffers (:class:`seg_perception.core.image_msgs.OutgoingImage`): labels
 are copied into the label message, the overlay is rendered straight into its message, the
 probability only while subscribed (subscriber counts are re-read at most every
 ``SUBSCRIBER_CHECK_S``). The received CameraInfo is copied with the frame's header, never
@@ -17,9 +17,9 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from sensor_msgs.msg import CameraInfo, Image
 
-from seg_perception.diagnostics import CameraReport
-from seg_perception.render import probability_mono8
-from seg_perception.ros_image import OutgoingImage
+from seg_perception.core.image_msgs import OutgoingImage
+from seg_perception.core.render import probability_mono8
+from seg_perception.ros.camera_status import CameraReport
 
 SUBSCRIBER_CHECK_S = 0.2  # how often an optional output's subscriber count is re-read
 

@@ -1,5 +1,5 @@
 """The ROS side of the parameter schema: descriptors and declarations from
-:data:`seg_perception.params.PARAMETERS` (rclpy then enforces ranges and read-only flags).
+:data:`seg_perception.core.params.PARAMETERS` (rclpy then enforces ranges and read-only flags).
 """
 from __future__ import annotations
 
@@ -13,11 +13,12 @@ from rclpy.exceptions import (
 )
 from rclpy.parameter import Parameter
 
-from seg_perception.params import PARAMETERS, ConfigError, ParamSpec
+from seg_perception.core.params import PARAMETERS, ConfigError, ParamSpec
 
 _TYPES = {'bool': Parameter.Type.BOOL, 'integer': Parameter.Type.INTEGER,
           'double': Parameter.Type.DOUBLE, 'string': Parameter.Type.STRING,
           'integer_array': Parameter.Type.INTEGER_ARRAY,
+          'double_array': Parameter.Type.DOUBLE_ARRAY,
           'string_array': Parameter.Type.STRING_ARRAY}
 
 

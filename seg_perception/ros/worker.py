@@ -31,6 +31,8 @@ class CameraStats:
     batch_frames: list[int] = dataclasses.field(default_factory=list)
     crf_ms: list[float] = dataclasses.field(default_factory=list)
     path_ms: list[float] = dataclasses.field(default_factory=list)
+    grid_ms: list[float] = dataclasses.field(default_factory=list)
+    grid_state: str = ''  # 'ok' or why the camera has no grid; '' = no frame yet
     last_received: int = 0
     last_processed: int = 0
     last_bad: int = 0

@@ -1,1 +1,1 @@
-"""Layer 3: inference: the Segmenter, the ONNX Runtime session, the backend choice, the Pipeline."""
+"""Layer 3: inference: the Segmenter, the ONNX Runtime session and the Pipeline."""

@@ -15,29 +15,18 @@ from typing import Any
 
 import numpy as np
 
-from seg_perception import params
+from seg_perception.core.choices import PROVIDERS
+from seg_perception.core.formats import CARD_KEY, PRECISION_KEY
+from seg_perception.core.hardware import ORT_INSTALL_HINT, onnxruntime_installed
 
 LOG = logging.getLogger(__name__)
 #: short name (the ``providers`` parameter's choices, in default order) -> ONNX Runtime name
-PROVIDERS = dict(zip(params.PROVIDERS, ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
+PROVIDERS = dict(zip(PROVIDERS, ('TensorrtExecutionProvider', 'CUDAExecutionProvider',
                                         'CPUExecutionProvider')))
-
-
-INSTALL_HINT = ('backend onnxruntime needs the onnxruntime package: pip install '
-                'onnxruntime==1.31.1 (CPU) or onnxruntime-gpu==1.31.1 (CUDA/TensorRT)')
 
 
 class OrtError(RuntimeError):
     """onnxruntime missing, no usable provider, or a file that is not an exported model."""
-
-
-def onnxruntime_installed() -> bool:
-    """True if onnxruntime can be imported (checked without importing it)."""
-    import importlib.util
-    try:
-        return importlib.util.find_spec('onnxruntime') is not None
-    except (ImportError, ValueError):  # a None entry in sys.modules (blocked import)
-        return False
 
 
 def require_onnxruntime() -> None:
@@ -45,14 +34,14 @@ def require_onnxruntime() -> None:
     installed; does not import it.
     """
     if not onnxruntime_installed():
-        raise OrtError(INSTALL_HINT)
+        raise OrtError(ORT_INSTALL_HINT)
 
 
 def _import_ort() -> Any:
     try:
         import onnxruntime
     except ImportError:
-        raise OrtError(INSTALL_HINT) from None
+        raise OrtError(ORT_INSTALL_HINT) from None
     return onnxruntime
 
 
@@ -77,7 +66,7 @@ class OrtForward:
     """``f(uint8 batch (N, H, W, 3), want_all) -> (road prob (N, H, W), [probs (N, H, W, C)])``.
 
     Args:
-        path: an ``.onnx`` file written by :func:`seg_perception.onnx_export.export_onnx`.
+        path: an ``.onnx`` file written by :func:`seg_perception.export.onnx_export.export_onnx`.
         providers: short provider names in order of preference.
         road_class: the road channel.
         threads: intra-op threads for the CPU provider (``None`` = onnxruntime's default).
@@ -87,7 +76,7 @@ class OrtForward:
         providers: the providers the session uses, in order.
     """
 
-    def __init__(self, path: str | os.PathLike, providers: Sequence[str] = params.PROVIDERS,
+    def __init__(self, path: str | os.PathLike, providers: Sequence[str] = PROVIDERS,
                  road_class: int | None = None, threads: int | None = None) -> None:
         """Create the inference session (falling back along ``providers``)."""
         ort = _import_ort()
@@ -119,7 +108,6 @@ class OrtForward:
         LOG.info('onnxruntime %s: requested %s, using %s', ort.__version__, list(providers),
                  self.providers)
         meta = self.session.get_modelmeta().custom_metadata_map
-        from seg_perception.onnx_export import CARD_KEY, PRECISION_KEY
         if CARD_KEY not in meta:
             raise OrtError(f'{p}: no seg_perception model card inside (export it with '
                            'seg_export)')

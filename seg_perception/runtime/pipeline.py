@@ -1,9 +1,10 @@
 """The one inference pipeline: segment -> optional dense CRF -> labels -> outputs.
 
-Built from :class:`seg_perception.params.Settings` (:meth:`Pipeline.from_settings`) or from a
-:class:`~seg_perception.segmenter.Segmenter`, and used by the node, ``seg_bag eval`` and the
-evaluator (``seg_evaluate``, the trainer's validation), so all of them turn probabilities into
-labels and overlays the same way. The Segmenter only maps frames to probabilities.
+Built from :class:`seg_perception.core.params.Settings` (:meth:`Pipeline.from_settings`) or from a
+:class:`~seg_perception.runtime.segmenter.Segmenter`, and used by the node, ``seg_bag eval``
+and the evaluator (``seg_evaluate``, the trainer's validation), so all of them turn
+probabilities into labels and overlays the same way. The Segmenter only maps frames to
+probabilities.
 """
 from __future__ import annotations
 
@@ -15,8 +16,11 @@ from typing import Any
 import cv2
 import numpy as np
 
-from seg_perception import preprocess, render
-from seg_perception.params import ConfigError, Settings
+from seg_perception.core import crf as dense_crf
+from seg_perception.core import preprocess, render
+from seg_perception.core.crf import CRFParams
+from seg_perception.core.formats import UsageError, check_model_for_backend
+from seg_perception.core.params import ConfigError, Settings
 
 
 @dataclasses.dataclass
@@ -36,25 +40,24 @@ class FrameOutput:
 
 
 def require_crf() -> Any:
-    """The :mod:`seg_perception.crf` module, once pydensecrf (optional) is importable.
+    """The :mod:`seg_perception.core.crf` module, once pydensecrf (optional) is importable.
 
     Raises:
         ConfigError: pydensecrf is not installed.
     """
     try:
         import pydensecrf.densecrf  # noqa: F401 - the optional C extension the CRF needs
-
-        from seg_perception import crf
     except ImportError as exc:
         raise ConfigError(f'crf.enabled needs pydensecrf ({exc})') from None
-    return crf
+    return dense_crf
 
 
 class Pipeline:
     """Frames -> :class:`FrameOutput` (and overlays) for one model and its settings.
 
     Args:
-        segmenter: a :class:`~seg_perception.segmenter.Segmenter` (frames -> probabilities).
+        segmenter: a :class:`~seg_perception.runtime.segmenter.Segmenter` (frames ->
+            probabilities).
         threshold: road threshold of binary models; ``None`` = the model card's.
         crf: the base ``crf.CRFParams`` (validated; ``None`` = the defaults), used when
             ``crf_enabled`` or when :meth:`run` asks for it.
@@ -83,7 +86,6 @@ class Pipeline:
             raise ValueError(f'threshold must be in [0, 1], got {self.threshold}')
         self._crf_module = require_crf() if crf_enabled else None
         if crf is None:
-            from seg_perception.crf import CRFParams  # numpy only; pydensecrf stays lazy
             crf = CRFParams()
         crf.validate()
         self.crf = crf
@@ -108,14 +110,11 @@ class Pipeline:
             ConfigError: the runtime, the model file or a setting is unusable (one line).
         """
         if settings.backend == 'onnxruntime':
-            from seg_perception.cli_common import CliError, check_onnx_file
-            from seg_perception.ort_backend import OrtError, require_onnxruntime
             try:
-                require_onnxruntime()
-                check_onnx_file(settings.model_path, "parameter 'model_path':")
-            except (CliError, OrtError) as exc:
+                check_model_for_backend(settings.model_path, 'onnxruntime',
+                                        "parameter 'model_path':")
+            except UsageError as exc:
                 raise ConfigError(str(exc)) from None
-        from seg_perception.crf import CRFParams
         try:
             crf = CRFParams(**settings.crf)
             crf.validate()
@@ -123,8 +122,8 @@ class Pipeline:
             raise ConfigError(str(exc)) from None
         if settings.crf_enabled:
             require_crf()  # before the model loads: a missing pydensecrf fails fast
-        from seg_perception.model_io import ModelFileError
-        from seg_perception.segmenter import Segmenter
+        from seg_perception.model.model_file import ModelFileError  # imports Keras/TensorFlow
+        from seg_perception.runtime.segmenter import Segmenter
         try:
             segmenter = Segmenter(settings.model_path, device=settings.device,
                                   input_mode=settings.input_mode,

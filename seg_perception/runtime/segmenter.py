@@ -1,10 +1,10 @@
 """Segmenter: load a model once, run compiled batched inference on frames of any size.
 
 Frames in, probabilities out: :meth:`Segmenter.segment` = :meth:`~Segmenter.prepare`
-(:mod:`seg_perception.preprocess`) -> :meth:`~Segmenter.forward` (the compiled model, one
+(:mod:`seg_perception.core.preprocess`) -> :meth:`~Segmenter.forward` (the compiled model, one
 host transfer) -> :meth:`~Segmenter.postprocess` (back to each frame's resolution). Labels,
-the CRF and overlays are :mod:`seg_perception.pipeline`'s, which the node, the evaluator and
-bag replay share.
+the CRF and overlays are :mod:`seg_perception.runtime.pipeline`'s, which the node, the
+evaluator and bag replay share.
 """
 from __future__ import annotations
 
@@ -19,11 +19,13 @@ from typing import Any
 import keras
 import numpy as np
 
-from seg_perception import preprocess
-from seg_perception.model import fold_batch_norm
-from seg_perception.model_io import ModelCard, load_model
-from seg_perception.ort_backend import PROVIDERS as ORT_PROVIDER_NAMES
-from seg_perception.params import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
+from seg_perception.core import preprocess
+from seg_perception.core.choices import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
+from seg_perception.core.hardware import cpu_has_bf16
+from seg_perception.model.fcn8s import fold_batch_norm
+from seg_perception.model.model_file import ModelCard, load_model
+from seg_perception.runtime.ort_session import PROVIDERS as ORT_PROVIDER_NAMES
+from seg_perception.runtime.ort_session import OrtForward
 
 LOG = logging.getLogger(__name__)
 DTYPE_POLICY = {'bfloat16': 'mixed_bfloat16', 'float16': 'mixed_float16'}  # else float32
@@ -41,25 +43,6 @@ class Probabilities:
 
     probability: np.ndarray
     class_probabilities: np.ndarray | None = None
-
-
-# oneDNN ISA caps (ONEDNN_MAX_CPU_ISA) below the first bfloat16 instructions: with these,
-# TensorFlow's bfloat16 convolutions cannot run (measured: no primitive for them).
-NO_BF16_ISA_CAPS = ('SSE41', 'AVX', 'AVX2', 'AVX2_VNNI', 'AVX512_CORE', 'AVX512_CORE_VNNI')
-
-
-def cpu_has_bf16() -> bool:
-    """True if this CPU has bfloat16 matrix units (AMX-BF16 or AVX512-BF16) and oneDNN may
-    use them (no ``ONEDNN_MAX_CPU_ISA`` cap below them, e.g. ``AVX2`` to run as an
-    AVX2-only CPU).
-    """
-    if os.environ.get('ONEDNN_MAX_CPU_ISA', '').strip().upper() in NO_BF16_ISA_CAPS:
-        return False
-    try:
-        flags = pathlib.Path('/proc/cpuinfo').read_text()
-    except OSError:
-        return False
-    return 'amx_bf16' in flags or 'avx512_bf16' in flags
 
 
 def gpu_available() -> bool:
@@ -137,7 +120,6 @@ class Segmenter:
                     pathlib.Path(model).suffix.lower() != '.onnx':
                 raise ValueError('backend onnxruntime needs an .onnx file from seg_export '
                                  f'(got {model!r})')
-            from seg_perception.ort_backend import OrtForward
             self._ort = OrtForward(model, providers)
             self.card = ModelCard.from_json(self._ort.card_json)
             self._ort.road_class = int(self.card.road_class)

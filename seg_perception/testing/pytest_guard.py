@@ -10,11 +10,11 @@ pytest plugins through ``pytest11`` entry points. The pytest that ROS 2 distribu
 * launch_pytest reads ``<fixture>._pytestfixturefunction``, which fixtures no longer carry
   since pytest 8.4 (``FixtureFunctionDefinition``), and fails at collection.
 
-Loaded early with ``-p seg_perception.pytest_guard`` (the venv's ``bin/activate`` adds it to
-``PYTEST_ADDOPTS``), this plugin checks each such entry point *before* pytest loads entry
-points, blocks the incompatible ones, and skips the tests marked ``launch`` with one reason.
-Compatible plugins (e.g. under a distribution's pytest) are left alone, so the launch tests
-run there as usual.
+Loaded early with ``-p seg_perception.testing.pytest_guard`` (the venv's ``bin/activate``
+adds it to ``PYTEST_ADDOPTS``), this plugin checks each such entry point *before* pytest
+loads entry points, blocks the incompatible ones, and skips the tests marked ``launch``
+with one reason. Compatible plugins (e.g. under a distribution's pytest) are left alone, so
+the launch tests run there as usual.
 """
 from __future__ import annotations
 
@@ -110,13 +110,13 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the ``launch`` marker when launch_pytest (which declares it) is blocked."""
     if _State.blocked:
         config.addinivalue_line('markers', 'launch: launch_pytest test (skipped: plugin '
-                                'blocked by seg_perception.pytest_guard)')
+                                'blocked by seg_perception.testing.pytest_guard)')
 
 
 def pytest_report_header(config: pytest.Config) -> str | None:
     """One header line naming what was kept out."""
     why = reason()
-    return None if why is None else f'seg_perception.pytest_guard: {why}'
+    return None if why is None else f'seg_perception.testing.pytest_guard: {why}'
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

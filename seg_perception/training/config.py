@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from seg_perception.params import INPUT_MODES, PRECISIONS
+from seg_perception.core.choices import INPUT_MODES, PRECISIONS
 
 DATASETS = ('kitti', 'camvid', 'cityscapes')
 

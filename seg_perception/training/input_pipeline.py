@@ -20,9 +20,9 @@ import cv2
 import keras
 import numpy as np
 
-from seg_perception import preprocess
+from seg_perception.core import preprocess
+from seg_perception.core.image_io import IGNORE
 from seg_perception.datasets import RoadDataset
-from seg_perception.image_io import IGNORE
 
 
 class FrameStore:

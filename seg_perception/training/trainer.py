@@ -21,14 +21,15 @@ from typing import Any
 import keras
 import numpy as np
 
+from seg_perception.core.hardware import cpu_has_bf16
 from seg_perception.datasets import open_dataset
-from seg_perception.evaluation import evaluate_model
-from seg_perception.model import ModelSpec, build_fcn8s, load_hed_vgg16, load_imagenet_vgg16
-from seg_perception.model_io import ModelCard, ModelFileError, load_model, save_model
-from seg_perception.pipeline import Pipeline
-from seg_perception.segmenter import DTYPE_POLICY, Segmenter, cpu_has_bf16, gpu_available
+from seg_perception.evaluation.run import evaluate_model
+from seg_perception.model.fcn8s import ModelSpec, build_fcn8s, load_hed_vgg16, load_imagenet_vgg16
+from seg_perception.model.model_file import ModelCard, ModelFileError, load_model, save_model
+from seg_perception.runtime.pipeline import Pipeline
+from seg_perception.runtime.segmenter import DTYPE_POLICY, Segmenter, gpu_available
 from seg_perception.training.config import TrainConfig, run_dir_problem
-from seg_perception.training.pipeline import (
+from seg_perception.training.input_pipeline import (
     FrameStore,
     TrainSequence,
     make_tf_dataset,

@@ -1,35 +1,37 @@
-"""``backend: auto``: which runtime and model file to use on this machine (no imports of
-TensorFlow or ONNX Runtime; decided from the model file, the CPU flags and what is installed).
+"""``backend: auto``: which runtime and model file to use on this machine, decided from the
+model file, the CPU flags and what is installed (no TensorFlow or ONNX Runtime import).
 
-The rule follows the measurements in docs/PERFORMANCE.md (``make bench``, section Segmenter):
+The rule (measurements behind it: docs/DEPLOYMENT.md):
 
 1. An ``.onnx`` model file runs on ONNX Runtime (nothing else can run it).
 2. With a GPU (``device: gpu``, or ``auto`` and an NVIDIA device present) Keras runs on it.
 3. On a CPU with int8 dot-product instructions (AVX512-VNNI, AVX-VNNI or AMX-INT8), the int8
    export beside the ``.segmodel`` (``<stem>.int8.onnx``, from ``seg_export --quantize
-   int8``) runs on ONNX Runtime when onnxruntime is installed: on an AVX512-VNNI + BF16 CPU
-   it took 257 ms per 1242x375 frame against 338 ms for Keras bfloat16 and 739 ms for Keras
-   float32, with the same MaxF on the three validation splits.
+   int8``) runs on ONNX Runtime when onnxruntime is installed and the export carries the
+   ``.segmodel``'s model card.
 4. Else Keras, whose ``precision: auto`` picks bfloat16 on CPUs with bf16 units.
 
-Without VNNI (AVX2 or AVX-512 alone) ONNX Runtime multiplies uint8 activations by int8
-weights with a pairwise 16-bit sum that 8-bit weights can saturate (onnxruntime PR #12088),
-so there ``auto`` uses the int8 export only when it has 7-bit weights (``seg_export
---quantize int8 --reduce-range``, recorded in its metadata), else Keras float32. How fast
-int8 is on such a CPU is not measured here (no AVX2-only machine; ONNX Runtime cannot be
-capped to AVX2 on this one).
+Without VNNI, ONNX Runtime multiplies uint8 activations by int8 weights with a pairwise
+16-bit sum that 8-bit weights can saturate (onnxruntime PR #12088), so there ``auto`` uses
+the int8 export only when it has 7-bit weights (``seg_export --quantize int8
+--reduce-range``, recorded in its metadata), else Keras.
 """
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
-import os
 import pathlib
 import zipfile
 
-INT8_DOT_FLAGS = ('avx512_vnni', 'avx_vnni', 'amx_int8')  # /proc/cpuinfo names
-INT8_SUFFIX = '.int8.onnx'
+from seg_perception.core import hardware
+from seg_perception.core.formats import (
+    CARD_KEY,
+    CARD_NAME,
+    INT8_7BIT,
+    INT8_SUFFIX,
+    PRECISION_KEY,
+    backend_of_file,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,37 +52,6 @@ class BackendChoice:
     providers: tuple[str, ...] | None = None
 
 
-def cpu_flags(cpuinfo: str | None = None) -> frozenset[str]:
-    """The CPU feature flags of this machine (``/proc/cpuinfo``; empty where unreadable)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = pathlib.Path('/proc/cpuinfo').read_text()
-        except OSError:
-            return frozenset()
-    for line in cpuinfo.splitlines():
-        if line.startswith('flags'):
-            return frozenset(line.partition(':')[2].split())
-    return frozenset()
-
-
-def nvidia_gpu_present() -> bool:
-    """True if the NVIDIA driver lists a GPU (no CUDA or framework import)."""
-    gpus = pathlib.Path('/proc/driver/nvidia/gpus')
-    return (gpus.is_dir() and any(gpus.iterdir())) or pathlib.Path('/dev/nvidia0').exists()
-
-
-def backend_of_file(path: str | os.PathLike) -> str:
-    """The backend that can run the model file ``path``: onnxruntime for ``.onnx``, else keras."""
-    return 'onnxruntime' if pathlib.Path(path).suffix.lower() == '.onnx' else 'keras'
-
-
-def int8_dot_flags(flags: frozenset[str] | None = None) -> list[str]:
-    """The int8 dot-product instructions (VNNI, AMX-INT8) among ``flags`` (this CPU's when
-    ``None``): where there are none, an int8 export needs 7-bit weights.
-    """
-    return sorted((cpu_flags() if flags is None else flags).intersection(INT8_DOT_FLAGS))
-
-
 def int8_export_of(model_path: pathlib.Path) -> pathlib.Path:
     """Where ``auto`` looks for the int8 export of a ``.segmodel``: ``<stem>.int8.onnx``."""
     return model_path.with_name(model_path.stem + INT8_SUFFIX)
@@ -91,8 +62,6 @@ def export_metadata(segmodel: pathlib.Path, onnx_file: pathlib.Path) -> dict[str
     ``segmodel`` (so it was exported from this model, not from an earlier one left beside
     it); ``None`` if the cards differ or either file is unreadable.
     """
-    from seg_perception.cli_common import CARD_NAME
-    from seg_perception.onnx_export import CARD_KEY
     try:
         import onnx
         with zipfile.ZipFile(segmodel) as zf:
@@ -119,11 +88,11 @@ def choose_backend(model_path: pathlib.Path, device: str = 'auto',
     if backend_of_file(model_path) == 'onnxruntime':
         return BackendChoice('onnxruntime', model_path, 'auto: an ONNX model file')
     if gpu is None:
-        gpu = device != 'cpu' and nvidia_gpu_present()
+        gpu = device != 'cpu' and hardware.nvidia_gpu_present()
     if device == 'gpu' or gpu:
         return BackendChoice('keras', model_path, 'auto: Keras on the GPU')
     int8 = int8_export_of(model_path)
-    vnni = int8_dot_flags(flags)
+    vnni = hardware.int8_dot_flags(flags)
     if not int8.is_file():
         return BackendChoice('keras', model_path, f'auto: Keras (no int8 export {int8.name} '
                              'beside the model; seg_export --quantize int8 makes one)')
@@ -131,8 +100,6 @@ def choose_backend(model_path: pathlib.Path, device: str = 'auto',
     if meta is None:
         return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} was exported '
                              'from another model: its model card differs; export it again)')
-    from seg_perception.onnx_export import PRECISION_KEY
-    from seg_perception.onnx_quantize import INT8_7BIT
     seven_bit = meta.get(PRECISION_KEY) == INT8_7BIT
     if not vnni and not seven_bit:
         return BackendChoice('keras', model_path, f'auto: Keras (this CPU has no int8 '
@@ -140,7 +107,7 @@ def choose_backend(model_path: pathlib.Path, device: str = 'auto',
                              '8-bit weights can saturate without them; seg_export '
                              '--reduce-range makes one for this CPU)')
     if onnxruntime_installed is None:
-        onnxruntime_installed = importlib.util.find_spec('onnxruntime') is not None
+        onnxruntime_installed = hardware.onnxruntime_installed()
     if not onnxruntime_installed:
         return BackendChoice('keras', model_path, f'auto: Keras ({int8.name} found, but '
                              'onnxruntime is not installed)')
