@@ -19,6 +19,7 @@ import numpy as np
 from seg_perception.geometry.camera import (
     CameraModel,
     CameraModelError,
+    frozen_array,
     optical_pose,
     pose_matrix,
 )
@@ -103,7 +104,7 @@ class GridConfig:
                 raise ValueError(f"parameter 'grid.camera_pose' needs {POSE_VALUES} finite "
                                  f'values per camera ([x, y, z, roll, pitch, yaw], {n_cameras} '
                                  f'camera(s)), got {values}')
-            poses = tuple(optical_pose(pose_matrix(*values[i:i + POSE_VALUES]))
+            poses = tuple(frozen_array(optical_pose(pose_matrix(*values[i:i + POSE_VALUES])))
                           for i in range(0, len(values), POSE_VALUES))
         return cls(spec, float(max_range), free, occupied, poses, bool(use_tf))
 

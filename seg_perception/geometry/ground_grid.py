@@ -254,12 +254,14 @@ def occupancy_values(prob_grid: np.ndarray, free_threshold: float | None = None,
             and not 0 <= free_threshold < occupied_threshold <= 100:
         raise ValueError(f'need 0 <= free_threshold < occupied_threshold <= 100, got '
                          f'{free_threshold}, {occupied_threshold}')
-    p = np.asarray(prob_grid, dtype=np.float64)
+    p = np.asarray(prob_grid, dtype=np.float32)
     unknown = np.isnan(p)
-    cost = np.floor(100.0 * (1.0 - np.clip(np.nan_to_num(p), 0.0, 1.0)) + 0.5)
+    # round half up of 100 * (1 - p), in float32 (a per-frame cost of the node's grid)
+    cost = np.floor(np.float32(100.5) - np.float32(100.0) * np.clip(p, 0.0, 1.0))
     if free_threshold is not None and occupied_threshold is not None:
-        cost = np.where(cost <= free_threshold, 0.0,
-                        np.where(cost >= occupied_threshold, 100.0, -1.0))
+        cost = np.where(cost <= free_threshold, np.float32(0.0),
+                        np.where(cost >= occupied_threshold, np.float32(100.0),
+                                 np.float32(-1.0)))
     cost[unknown] = -1
     return cost.astype(np.int8)
 
@@ -300,6 +302,7 @@ class _Entry:
     spec: GridSpec
     max_range: float
     tables: GridTables
+    given: object = None  # the pose array as passed (an identity hit skips the comparison)
 
 
 @dataclass
@@ -322,13 +325,16 @@ class GridProjector:
         pose = _check_pose(T_grid_from_optical)
         limit = _check_range(self.max_range)
         for i, e in enumerate(self._cache):
-            if (e.spec == self.spec and e.max_range == limit and e.camera == camera
-                    and np.allclose(e.pose, pose, rtol=0.0, atol=1e-9)):
+            if (e.spec == self.spec and e.max_range == limit
+                    and (e.camera is camera or e.camera == camera)
+                    and (e.given is T_grid_from_optical
+                         or np.allclose(e.pose, pose, rtol=0.0, atol=1e-9))):
                 self._cache.append(self._cache.pop(i))
                 return e.tables
         tables = build_tables(camera, pose, self.spec, limit)
         self.builds += 1
-        self._cache.append(_Entry(camera, pose.copy(), self.spec, limit, tables))
+        self._cache.append(_Entry(camera, pose.copy(), self.spec, limit, tables,
+                                  T_grid_from_optical))
         del self._cache[:-max(1, self.capacity)]
         return tables
 
