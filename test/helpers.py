@@ -6,7 +6,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from seg_perception.core import render
-from seg_perception.core.metrics import RoadEvaluator
 
 
 def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray:
@@ -21,10 +20,3 @@ def colorize(labels: np.ndarray, palette: Sequence[Sequence[int]]) -> np.ndarray
     """
     render._check_labels(labels)
     return render.palette_lut(palette)[labels]
-
-
-def merge(into: RoadEvaluator, other: RoadEvaluator) -> None:
-    """Add ``other``'s counts to ``into`` (e.g. per-image evaluators into one)."""
-    into.road_hist += other.road_hist
-    into.nonroad_hist += other.nonroad_hist
-    into.n_images += other.n_images

@@ -29,7 +29,7 @@ ALLOWED = {
     'tf2onnx': ('export',),
     'onnx': ('export', 'core.backend_choice'),
     'onnxruntime': ('runtime.ort_session', 'export.int8'),
-    'ray': ('bag.fleet',),
+    'ray': ('bag.fleet_ray',),
     'matplotlib': ('evaluation.plots',),
 }
 HEAVY = set(ROS) | set(ALLOWED) | {'jax', 'torch', 'albumentations', 'pydensecrf', 'h5py',

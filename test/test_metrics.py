@@ -2,7 +2,6 @@
 import cv2
 import numpy as np
 import pytest
-from helpers import merge
 
 from seg_perception.core.metrics import RoadEvaluator, quantize_probability, road_iou
 
@@ -79,13 +78,14 @@ def test_accumulation_equals_concatenated_image():
     r, rw = ev.result(), whole.result()
     assert r.pop('n_images') == 3 and rw.pop('n_images') == 1
     assert r == rw
-    # merge() of per-image evaluators is the same again
+    # add() of per-image evaluators is the same again
     merged = RoadEvaluator()
     for p, t in zip(probs, targets):
         one = RoadEvaluator()
         one.update(p, t)
-        merge(merged, one)
+        merged.add(one)
     assert merged.result() == ev.result()
+    assert RoadEvaluator.from_state(merged.state()).result() == ev.result()
 
 
 def _devkit_reference(probs, targets):

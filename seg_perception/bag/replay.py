@@ -19,7 +19,7 @@ import logging
 import pathlib
 import shutil
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -235,23 +235,31 @@ def run_eval(bag_path: str | pathlib.Path, out: str | pathlib.Path,
     """
     bag = bagfile.BagReader(bag_path)
     try:
-        return _Replay(bag, str(bag_path), pathlib.Path(out), opt).run()
+        return BagReplay(bag, str(bag_path), pathlib.Path(out), opt).run()
     finally:
         bag.close()
 
 
-class _Replay:
-    """One ``seg_bag eval`` run over an open bag."""
+class BagReplay:
+    """One ``seg_bag eval`` run over an open bag.
+
+    Args:
+        pipeline: a pipeline built once for many bags (``seg_bag eval --bags``), else one is
+            built from the params file and ``opt``.
+        on_frames: called with the number of frames after each processed frame (progress).
+    """
 
     def __init__(self, bag: bagfile.BagReader, bag_path: str, out: pathlib.Path,
-                 opt: EvalOptions) -> None:
+                 opt: EvalOptions, pipeline: Any = None,
+                 on_frames: Callable[[int], None] | None = None) -> None:
         self.bag, self.bag_path, self.out, self.opt = bag, bag_path, out, opt
         self.topics, self.pairing = select_topics(bag, opt.topics, opt.gt_topics)
         self.params_file = pathlib.Path(opt.params_file) if opt.params_file else None
         values = load_node_params(self.params_file) if self.params_file else {}
         settings = node_settings(values, opt)
         grid = grid_config(settings, self.topics) if opt.write_bag else None
-        self.pipeline = pipeline_from_settings(settings)
+        self.pipeline = pipeline or pipeline_from_settings(settings)
+        self.on_frames = on_frames
         self.gt = GroundTruth()
         self.gt_topics = {g for g in self.pairing.values() if g}
         self.gt_error = self.gt.load(bag, self.gt_topics) if self.gt_topics else None
@@ -324,6 +332,8 @@ class _Replay:
                 t, hdr = self.headers.pop(res.frame.name)
                 if self.writer:
                     self.writer.outputs(res, t, hdr)
+                if self.on_frames is not None:
+                    self.on_frames(1)
         except KeyboardInterrupt:
             self.finish('interrupted')
             raise

@@ -34,6 +34,8 @@ from typing import Any
 from seg_perception.bag import make as bag_make
 from seg_perception.bag import replay as bag_replay
 from seg_perception.bag.bagfile import BagError
+from seg_perception.bag.fleet_report import compare_runs
+from seg_perception.bag.fleet_run import run_fleet
 from seg_perception.bag.make import MakeOptions, make_bag
 from seg_perception.bag.replay import EvalOptions, default_params_file, run_eval
 from seg_perception.cli.common import check_out_dir, run_cli, setup_logging
@@ -97,10 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser('eval', help='replay a bag offline through the node pipeline, score it',
                        description=bag_replay.__doc__, formatter_class=raw)
-    e.add_argument('--bag', required=True, help='rosbag2 folder, .mcap or .db3 file')
+    which = e.add_mutually_exclusive_group(required=True)
+    which.add_argument('--bag', help='rosbag2 folder, .mcap or .db3 file')
+    which.add_argument('--bags', nargs='+', metavar='PATH',
+                       help='a fleet: bags, folders holding bags (searched recursively) or '
+                            'text files listing bags; each into OUT/bags/<name>/, the fleet '
+                            'report (metrics.json, bags.csv, fleet.md) into OUT')
     e.add_argument('--out', required=True,
                    help='output folder: metrics.json, frames.csv, report.md, pr_curve.png, '
                         'overlays/ (and bag/ with --write-bag)')
+    f = e.add_argument_group('fleet (--bags)')
+    f.add_argument('--workers', type=int, default=1,
+                   help='1 (default): in this process, without Ray; N > 1: a local Ray '
+                        'instance with N workers')
+    f.add_argument('--ray-address', metavar='ADDR',
+                   help="an existing Ray cluster ('auto' or ray://host:port); bag paths, the "
+                        'model and the params file must be readable on every node')
+    f.add_argument('--resume', action='store_true',
+                   help='skip bags whose folder under OUT/bags holds a complete result, and '
+                        'write the fleet report again')
+    f.add_argument('--compare', metavar='OTHER_OUT',
+                   help='put this fleet run and the one in OTHER_OUT side by side per bag '
+                        '(OUT/compare.md, compare.csv)')
     e.add_argument('--topics', nargs='+', metavar='TOPIC',
                    help='image topics (default: every Image/CompressedImage topic)')
     e.add_argument('--gt-topic', nargs='+', metavar='TOPIC',
@@ -193,6 +213,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         raise UsageError(f'--batch-size must be >= 1, got {args.batch_size}')
     if args.providers and len(set(args.providers)) != len(args.providers):
         raise UsageError(f'--providers has duplicates: {args.providers}')
+    if args.bag and (args.workers != 1 or args.ray_address or args.resume or args.compare):
+        raise UsageError('--workers, --ray-address, --resume and --compare go with --bags')
+    if args.workers < 1:
+        raise UsageError(f'--workers must be >= 1, got {args.workers}')
+    if args.compare and not (pathlib.Path(args.compare) / 'metrics.json').is_file():
+        raise UsageError(f'--compare {args.compare}: no fleet report there (metrics.json)')
     backend = args.backend
     if backend is None and args.model and backend_of_file(args.model) == 'onnxruntime':
         backend = 'onnxruntime'
@@ -208,9 +234,31 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       backend=backend, providers=args.providers,
                       write_bag=args.write_bag, limit=args.limit, batch_size=args.batch_size,
                       overlays=args.overlays, save_probabilities=args.save_probabilities)
+    if args.bags:
+        return _fleet(args, opt)
     doc = run_eval(args.bag, args.out, opt)
     _print_eval(doc, metrics_table)
     print(f'results written to {args.out}/ (metrics.json, frames.csv, report.md)')
+    return 0
+
+
+def _fleet(args: argparse.Namespace, opt: EvalOptions) -> int:
+    """``seg_bag eval --bags``: exit 1 with one line when a bag failed."""
+    doc = run_fleet(args.bags, args.out, opt, args.workers, args.ray_address, args.resume)
+    if doc['ground_truth']:
+        print(metrics_table(doc))
+    print(f'{doc["bags_ok"]} of {doc["bags_total"]} bag(s), {doc["frames"]} frame(s); '
+          f'fleet report in {args.out}/ (metrics.json, bags.csv, fleet.md)')
+    if args.compare:
+        result = compare_runs(pathlib.Path(args.out), pathlib.Path(args.compare))
+        d = result['overall']['MaxF']
+        print(f'vs {args.compare}: MaxF {"-" if d is None else f"{d:+.4f}"}; '
+              f'{len(result["worse"])} bag(s) worse: {", ".join(result["worse"][:10])} '
+              f'({args.out}/compare.md)')
+    if doc['bags_failed']:
+        bad = [b for b in doc['bags'] if b['status'] != 'ok']
+        raise UsageError(f'{len(bad)} of {doc["bags_total"]} bag(s) failed (first: '
+                         f'{bad[0]["name"]}: {bad[0]["reason"]}); see {args.out}/fleet.md')
     return 0
 
 

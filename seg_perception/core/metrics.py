@@ -50,6 +50,32 @@ class RoadEvaluator:
         self.nonroad_hist += np.bincount(q[target == 0], minlength=N_THRESHOLDS)
         self.n_images += 1
 
+    def add(self, other: RoadEvaluator) -> None:
+        """Add ``other``'s counts: the metrics of the union of both image sets, exactly."""
+        self.road_hist += other.road_hist
+        self.nonroad_hist += other.nonroad_hist
+        self.n_images += other.n_images
+
+    def state(self) -> dict[str, Any]:
+        """The counts as JSON-able lists (for results combined later, e.g. per bag)."""
+        return {'road_hist': self.road_hist.tolist(), 'nonroad_hist': self.nonroad_hist.tolist(),
+                'n_images': int(self.n_images)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> RoadEvaluator:
+        """The evaluator of :meth:`state`'s counts.
+
+        Raises:
+            ValueError: not a state of 256-value histograms.
+        """
+        ev = cls()
+        road = np.asarray(state['road_hist'], np.int64)
+        nonroad = np.asarray(state['nonroad_hist'], np.int64)
+        if road.shape != (N_THRESHOLDS,) or nonroad.shape != (N_THRESHOLDS,):
+            raise ValueError(f'metric counts need {N_THRESHOLDS} values per histogram')
+        ev.road_hist, ev.nonroad_hist, ev.n_images = road, nonroad, int(state['n_images'])
+        return ev
+
     def curves(self) -> dict[str, np.ndarray]:
         """Per-threshold counts and rates (arrays of 256, index k = threshold k/255)."""
         pos = int(self.road_hist.sum())

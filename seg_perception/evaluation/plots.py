@@ -81,6 +81,32 @@ def save_pr_curve(curves: Curves | Sequence[tuple[str, Curves]], path: str | os.
     return path
 
 
+def save_histogram(values: Sequence[float], path: str | os.PathLike, title: str = '',
+                   xlabel: str = '', bins: int = 20,
+                   value_range: tuple[float, float] | None = None) -> pathlib.Path:
+    """Write a histogram of ``values`` (PNG); bars count values per bin of ``value_range``
+    (default: the values' own range). Returns the written path.
+    """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(6.0, 3.5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(np.asarray(values, np.float64), bins=bins, range=value_range, color='#7a4fb5',
+            edgecolor='black')
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel('count')
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(str(path))
+    return path
+
+
 def contact_sheet(images: Sequence[np.ndarray], columns: int = 4, tile_width: int = 320,
                   captions: Sequence[str] | None = None) -> np.ndarray:
     """Lay frames out in a grid, each scaled to ``tile_width`` pixels wide.

@@ -69,7 +69,9 @@ class ReportSpec:
         title: markdown heading (also the PR curve's title).
         summary_name: markdown file name (``summary.md``, ``report.md``).
         group_label: the CSV header of :attr:`FrameRecord.group` (``'topic'``).
-        columns: the :class:`FrameRecord` fields in the CSV, in order.
+        columns: the :class:`FrameRecord` fields in the CSV, in order (any record with
+            these attributes works).
+        csv_name: the CSV file name.
     """
 
     title: str
@@ -77,6 +79,7 @@ class ReportSpec:
     group_label: str = 'group'
     columns: tuple[str, ...] = ('name', 'group', 'stamp_ns', 'width', 'height',
                                 'inference_ms', 'road_fraction', 'iou')
+    csv_name: str = 'frames.csv'
 
 
 _DECIMALS = {'inference_ms': 3, 'latency_ms': 3, 'publish_to_receive_ms': 3,
@@ -194,14 +197,14 @@ def write_report(out: pathlib.Path, spec: ReportSpec, doc: dict[str, Any],
         out: the output folder (created).
         spec: title, summary file name, CSV columns.
         doc: the metrics.json content; ``doc['partial']`` / ``doc['error']`` give the banner.
-        records: the CSV rows.
+        records: the CSV rows (objects with the ``spec.columns`` attributes).
         sections: markdown blocks between the banner and the pictures.
         curves: ``(label, RoadEvaluator.curves())`` per curve; none = no PR curve.
         overlays: overlay PNGs under ``out`` to show.
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / 'metrics.json').write_text(json.dumps(to_jsonable(doc), indent=2) + '\n')
-    with (out / 'frames.csv').open('w', newline='') as f:
+    with (out / spec.csv_name).open('w', newline='') as f:
         w = csv.writer(f)
         w.writerow([spec.group_label if c == 'group' else c for c in spec.columns])
         for r in records:

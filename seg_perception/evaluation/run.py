@@ -250,6 +250,13 @@ class EvalRun:
             out[g] = {**res, 'frames': n}
         return out
 
+    def counts(self) -> dict[str, Any]:
+        """The metric counts, overall and per group (``RoadEvaluator.state``), so results of
+        several runs combine exactly (e.g. a fleet of bags).
+        """
+        return {'all': self.evaluator.state(),
+                'groups': {g: ev.state() for g, ev in self.groups.items()}}
+
     def timing(self) -> dict[str, float]:
         """Per-frame inference time statistics in ms, without the first batch (it includes
         graph tracing / compilation) unless it is all there is.
