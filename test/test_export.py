@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from seg_perception.cli import export as export_cli
+from seg_perception.export.frames import image_files
 from seg_perception.model.model_file import read_card
 from seg_perception.runtime.ort_session import OrtError, provider_order
 from seg_perception.runtime.segmenter import Segmenter
@@ -177,3 +178,28 @@ def test_7bit_int8_export_is_picked_without_vnni(small_model_path: pathlib.Path,
                                               '--reduce-range', '--quantize', 'int4'])
     assert export_cli.main(['--model', str(model), '--out', str(tmp_path / 'f.onnx'),
                             '--reduce-range', '--no-check']) == 1
+
+
+def test_int8_from_a_float32_onnx_export(small_onnx_path: pathlib.Path,
+                                         tmp_path: pathlib.Path) -> None:
+    """An .onnx --model is quantized without exporting (the vehicle-side path), streamed
+    calibration; the check compares with the float32 export on ONNX Runtime."""
+    frames = pathlib.Path(__file__).resolve().parent.parent / 'demo' / 'frames'
+    out = tmp_path / 'q.int8.onnx'
+    rc = export_cli.main(['--model', str(small_onnx_path), '--out', str(out), '--quantize',
+                          'int8', '--calibration-frames', str(frames), '--check-frames',
+                          str(frames / 'camvid'), '--check-limit', '2'])
+    assert rc == 0 and small_onnx_path.is_file()                  # the input is kept
+    check = json.loads(out.with_name(out.name + '.check.json').read_text())
+    assert check['reference'] == 'onnx_float32' and check['label_agreement'] > 0.9
+    assert check['quantization']['calibration_frames'] == len(image_files(frames))
+    seg = Segmenter(out, backend='onnxruntime', providers=('cpu',))
+    assert seg.precision == 'int8'
+
+
+def test_an_onnx_model_can_only_be_quantized(small_onnx_path: pathlib.Path,
+                                             tmp_path: pathlib.Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    rc = export_cli.main(['--model', str(small_onnx_path), '--out', str(tmp_path / 'x.onnx')])
+    err = capsys.readouterr().err
+    assert rc == 1 and 'can only be quantized' in err and 'Traceback' not in err

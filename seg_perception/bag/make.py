@@ -9,9 +9,20 @@ Frames are sorted by file name and stamped ``start + i / rate``. Topics (for the
     /camera/road_gt          sensor_msgs/Image mono8 ground truth with --labels:
                              1 road, 0 not road, 255 ignore; same header as the image
 
-Ground truth is converted by the dataset code's rules (:func:`image_io.kitti_gt_to_target`
-for KITTI ``gt_image_2`` colour images, :func:`image_io.camvid_to_target` for CamVid class-id
-PNGs), so bag replay scores exactly what ``seg_evaluate`` scores.
+Ground truth is converted by the dataset code's rules, so bag replay scores exactly what
+``seg_evaluate`` scores (``--label-format``):
+
+* ``kitti``: ``gt_image_2`` colour images (:func:`image_io.kitti_gt_to_target`);
+* ``camvid``: CamVid class-id PNGs (:func:`image_io.camvid_to_target`);
+* ``folder``: masks of the same stem, mapped by a ``classes.yaml`` (``--mapping``, default
+  ``<labels>/../classes.yaml``; :meth:`folder_mapping.ClassMapping.convert`);
+* ``cityscapes``: ``<x>_gtFine_labelIds.png`` of ``<x>_leftImg8bit.png``
+  (:func:`cityscapes_fine.label_ids_to_target`);
+* ``bdd100k``: drivable-area masks, same stem (:func:`bdd100k.drivable_to_target`,
+  ``--alternative road|ignore``).
+
+Label values no rule covers (folder, cityscapes, bdd100k) are ignored, counted and logged
+as a warning summary; :func:`make_bag` returns the counts under ``'labels'``.
 """
 from __future__ import annotations
 
@@ -29,11 +40,15 @@ from seg_perception.bag import bagfile
 from seg_perception.bag import topics as bag_topics
 from seg_perception.core.choices import OVERLAY_ENCODINGS
 from seg_perception.core.image_io import camvid_to_target, kitti_gt_to_target, read_gray, read_rgb
-from seg_perception.datasets.base import list_images, require_dir
+from seg_perception.datasets import bdd100k, cityscapes_fine
+from seg_perception.datasets.base import by_stem, list_images, require_dir
 from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
+from seg_perception.datasets.folder import MAPPING_FILE
+from seg_perception.datasets.folder_mapping import load_mapping
+from seg_perception.datasets.labels import LabelReport, read_mask
 
 LOG = logging.getLogger(__name__)
-LABEL_FORMATS = ('kitti', 'camvid')
+LABEL_FORMATS = ('kitti', 'camvid', 'folder', 'cityscapes', 'bdd100k')
 
 
 @dataclasses.dataclass
@@ -53,6 +68,8 @@ class MakeOptions:
         limit: at most this many frames.
         camera_matrix: (3, 3) K in pixels for a calibrated camera_info (e.g. from a KITTI
             calibration's P2), or ``None`` for an uncalibrated one (K = 0).
+        mapping: ``folder`` labels: the classes.yaml (default ``<labels>/../classes.yaml``).
+        alternative: ``bdd100k`` labels: alternative lanes ``'road'`` or ``'ignore'``.
     """
 
     rate: float = 10.0
@@ -66,6 +83,8 @@ class MakeOptions:
     start_ns: int | None = None
     limit: int | None = None
     camera_matrix: Any = None
+    mapping: str | None = None
+    alternative: str = 'road'
 
 
 def default_gt_topic(topic: str) -> str:
@@ -80,8 +99,12 @@ def default_info_topic(topic: str) -> str:
 
 def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
                ) -> pathlib.Path:
-    """Ground-truth file of ``image``: CamVid same name (.png); KITTI ``{cat}_road_{idx}``."""
+    """Ground-truth file of ``image``: same stem (.png); KITTI ``{cat}_road_{idx}``; Cityscapes
+    ``<x>_gtFine_labelIds.png``.
+    """
     same = labels_dir / f'{image.stem}.png'
+    if label_format == 'cityscapes':
+        return cityscapes_fine.label_path(image, labels_dir)
     if label_format == 'kitti' and '_' in image.stem:
         cat, idx = image.stem.rsplit('_', 1)
         road = labels_dir / f'{cat}_road_{idx}.png'
@@ -90,8 +113,58 @@ def label_path(image: pathlib.Path, labels_dir: pathlib.Path, label_format: str,
     return same
 
 
+class LabelReader:
+    """Label files of one ``--label-format`` -> targets, by the dataset modules' conversions.
+
+    Args:
+        label_format: one of :data:`LABEL_FORMATS`.
+        labels_dir: the label folder.
+        n_frames: frames to read (for the report).
+        options: ``mapping`` / ``alternative`` (see :class:`MakeOptions`).
+    """
+
+    def __init__(self, label_format: str, labels_dir: pathlib.Path, n_frames: int,
+                 options: MakeOptions) -> None:
+        if label_format not in LABEL_FORMATS:
+            raise bagfile.BagError(f'--label-format must be one of {LABEL_FORMATS} with '
+                                   '--labels')
+        self.format, self.dir = label_format, labels_dir
+        self.mapping = None
+        self.masks: dict[str, pathlib.Path] = {}
+        if label_format == 'folder':
+            self.mapping = load_mapping(options.mapping or labels_dir.parent / MAPPING_FILE)
+            self.masks = by_stem(list_images(labels_dir), 'mask')
+        if label_format == 'bdd100k':
+            bdd100k.check_alternative(options.alternative)
+        self.alternative = options.alternative
+        self.report = LabelReport(f'{label_format} labels {labels_dir}', n_frames)
+
+    def path(self, image: pathlib.Path) -> pathlib.Path:
+        """The label file of ``image`` (it may not exist)."""
+        if self.format == 'folder':
+            return self.masks.get(image.stem, self.dir / f'{image.stem}.png')
+        return label_path(image, self.dir, self.format)
+
+    def read(self, path: pathlib.Path, name: str) -> np.ndarray:
+        """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
+        if self.format in ('kitti', 'camvid'):
+            return read_target(path, self.format)
+        mask = read_mask(path)
+        if self.mapping is not None:
+            target, unknown = self.mapping.convert(mask, path)
+        elif mask.ndim != 2:
+            raise bagfile.BagError(f'{path}: expected a single-channel {self.format} label '
+                                   f'image, got {mask.shape}')
+        elif self.format == 'cityscapes':
+            target, unknown = cityscapes_fine.label_ids_to_target(mask)
+        else:
+            target, unknown = bdd100k.drivable_to_target(mask, self.alternative)
+        self.report.add(name, target, unknown)
+        return target
+
+
 def read_target(path: pathlib.Path, label_format: str) -> np.ndarray:
-    """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
+    """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a KITTI or CamVid label."""
     if label_format == 'kitti':
         return kitti_gt_to_target(read_rgb(path))
     labels = read_gray(path)
@@ -127,12 +200,11 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
     if opt.limit is not None:
         images = images[:max(0, int(opt.limit))]
     labels: list[pathlib.Path] | None = None
+    reader: LabelReader | None = None
     if labels_dir is not None:
-        if label_format not in LABEL_FORMATS:
-            raise bagfile.BagError(f'--label-format must be one of {LABEL_FORMATS} with '
-                                   '--labels')
-        ldir = require_dir(pathlib.Path(labels_dir), 'label')
-        labels = [label_path(p, ldir, label_format) for p in images]
+        reader = LabelReader(label_format or '', require_dir(pathlib.Path(labels_dir), 'label'),
+                             len(images), opt)
+        labels = [reader.path(p) for p in images]
         missing = [p for p in labels if not p.is_file()]
         if missing:
             raise bagfile.BagError(f'{missing[0]}: ground truth not found ({len(missing)} '
@@ -169,8 +241,8 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
                 writer.write(info_topic, t,
                              bagfile.camera_info_msg(rgb.shape[1], rgb.shape[0], hdr,
                                                      opt.camera_matrix))
-            if labels is not None:
-                target = read_target(labels[i], label_format or '')
+            if reader is not None:
+                target = reader.read(labels[i], path.stem)
                 if target.shape != rgb.shape[:2]:
                     raise bagfile.BagError(f'{labels[i]}: ground truth {target.shape[1]}x'
                                            f'{target.shape[0]} does not match image '
@@ -178,8 +250,11 @@ def make_bag(images_dir: str | pathlib.Path, out: str | pathlib.Path,
                 writer.write(gt_topic, t, bagfile.image_msg(target, 'mono8', hdr))
         writer.close()
         done = True
-        return {'path': str(out), 'frames': len(images), 'topics': dict(writer.counts),
+        info = {'path': str(out), 'frames': len(images), 'topics': dict(writer.counts),
                 'start_ns': start, 'end_ns': t}
+        if reader is not None and label_format not in ('kitti', 'camvid'):
+            info['labels'] = reader.report.as_dict()
+        return info
     finally:
         if not done:
             try:

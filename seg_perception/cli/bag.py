@@ -71,10 +71,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help='folder of PNG/JPEG frames (KITTI image_2, a CamVid split ...); '
                         'frames are taken in file-name order')
     m.add_argument('--labels', help='ground-truth folder (KITTI gt_image_2, CamVid '
-                                    '<split>annot); written as mono8 on the --gt-topic')
-    m.add_argument('--label-format', choices=['kitti', 'camvid'],
+                                    '<split>annot, masks ...); written as mono8 on the '
+                                    '--gt-topic')
+    m.add_argument('--label-format', choices=bag_make.LABEL_FORMATS,
                    help='ground-truth format (default: kitti when the folder holds '
-                        '*_road_*.png files, else camvid)')
+                        '*_road_*.png files, else camvid): folder = masks mapped by '
+                        '--mapping, cityscapes = gtFine labelIds, bdd100k = drivable masks')
+    m.add_argument('--mapping', metavar='FILE',
+                   help='--label-format folder: classes.yaml mapping mask values to road / '
+                        'not_road / ignore (default <labels>/../classes.yaml)')
+    m.add_argument('--alternative', choices=['road', 'ignore'], default='road',
+                   help='--label-format bdd100k: alternative drivable lanes are road '
+                        '(default) or ignored')
     m.add_argument('--out', required=True, help='bag folder to create (must not exist)')
     m.add_argument('--rate', type=float, default=10.0, help='frames per second (default 10)')
     m.add_argument('--topic', default='/camera/image',
@@ -186,6 +194,8 @@ def _label_format(labels: str) -> str:
 def cmd_make(args: argparse.Namespace) -> int:
     """``seg_bag make``."""
     fmt = args.label_format or (_label_format(args.labels) if args.labels else None)
+    if args.mapping and fmt != 'folder':
+        raise UsageError('--mapping goes with --labels and --label-format folder')
     k = None
     if args.calib:
         try:
@@ -197,7 +207,7 @@ def cmd_make(args: argparse.Namespace) -> int:
                       compressed=args.compressed, encoding=args.encoding,
                       frame_id=args.frame_id, limit=args.limit,
                       start_ns=None if args.start_time is None else int(args.start_time * 1e9),
-                      camera_matrix=k)
+                      camera_matrix=k, mapping=args.mapping, alternative=args.alternative)
     info = make_bag(args.images, args.out, args.labels, fmt, opt)
     print(f'wrote {info["path"]}: {info["frames"]} frame(s) at {args.rate:g} Hz')
     for topic, n in info['topics'].items():

@@ -58,7 +58,7 @@ from seg_perception.core.choices import (
 )
 from seg_perception.core.crf import CRFParams
 from seg_perception.core.formats import UsageError, backend_of_file, check_model_for_backend
-from seg_perception.datasets import DatasetError, open_dataset
+from seg_perception.datasets import NAMES, DatasetError, dataset_option, open_dataset
 from seg_perception.evaluation.bev import BevScorer
 from seg_perception.evaluation.report import ReportSpec, metrics_table
 from seg_perception.evaluation.run import EvalRun, dataset_frames
@@ -76,8 +76,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--model', required=True,
                    help='model file to evaluate: .segmodel (--backend keras) or .onnx from '
                         'seg_export (--backend onnxruntime)')
-    p.add_argument('--dataset', required=True, choices=['kitti', 'camvid', 'cityscapes'],
-                   help='dataset layout of --data-dir')
+    p.add_argument('--dataset', required=True, choices=NAMES,
+                   help='dataset layout of --data-dir (docs/TRAINING.md, "Your own labels")')
+    p.add_argument('--dataset-option', action='append', type=dataset_option, default=[],
+                   metavar='KEY=VALUE',
+                   help='dataset option, repeatable (value read as YAML), e.g. mapping=my.yaml '
+                        '(folder), alternative=ignore (bdd100k), require_gt=false')
     p.add_argument('--data-dir', required=True,
                    help='KITTI data_road folder (with training/, testing/) or CamVid folder '
                         '(with val/, valannot/ ...)')
@@ -220,6 +224,7 @@ def evaluate(args: argparse.Namespace) -> int:
     """Open the split and the model, run the evaluation loop, write and print results."""
     kwargs: dict[str, Any] = ({'task': args.task} if args.dataset == 'kitti'
                               else {'require_gt': False} if args.dataset == 'camvid' else {})
+    kwargs.update(dict(args.dataset_option))
     dataset = open_dataset(args.dataset, args.data_dir, args.split, **kwargs)
     # TensorFlow only now: the flags, the model file, --out and the split are fine.
 
@@ -251,8 +256,12 @@ def evaluate(args: argparse.Namespace) -> int:
             raise
         raise UsageError(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
                     f'{args.out})') from None
+    labels = dataset.report()  # unknown label values, empty masks (own label layouts)
+    if dataset.label_report is not None and dataset.label_report.summary():
+        LOG.warning('%s', dataset.label_report.summary())
     doc = run.finish(ReportSpec(f'Evaluation of {pathlib.Path(args.model).name} on '
-                                f'{args.dataset} {args.split}'), info)
+                                f'{args.dataset} {args.split}'), info,
+                     extra={'label_report': labels} if labels else None)
     if doc['ground_truth']:
         print(metrics_table(doc))
         if 'MaxF' in doc.get('bev', {}):

@@ -27,12 +27,17 @@ import pathlib
 import sys
 
 from seg_perception.cli.common import check_out_dir, run_cli, setup_logging
-from seg_perception.core.formats import UsageError, check_model_file
+from seg_perception.core.formats import (
+    UsageError,
+    backend_of_file,
+    check_model_file,
+    check_onnx_file,
+)
 from seg_perception.core.hardware import ORT_INSTALL_HINT, onnxruntime_installed
 from seg_perception.core.share import SOURCE_ROOT
 from seg_perception.export.frames import calibration_frames
 from seg_perception.export.int8 import QuantizeError, quantize_int8
-from seg_perception.export.onnx_export import ExportError, export_onnx
+from seg_perception.export.onnx_export import ExportError, export_onnx, read_onnx_card
 
 PROG = 'seg_export'
 DEFAULT_FRAMES = SOURCE_ROOT / 'demo' / 'frames'
@@ -42,7 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     """Flags of ``seg_export``."""
     p = argparse.ArgumentParser(prog=PROG, description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument('--model', required=True, help='.segmodel file to export')
+    p.add_argument('--model', required=True,
+                   help='.segmodel file to export; or, with --quantize int8, a float32 .onnx '
+                        'export to quantize without TensorFlow (e.g. on the vehicle computer)')
     p.add_argument('--out', required=True, help='output .onnx file (or SavedModel folder)')
     p.add_argument('--format', choices=['onnx', 'savedmodel'], default='onnx')
     p.add_argument('--opset', type=int, help='ONNX opset (default: the exporter\'s)')
@@ -78,7 +85,13 @@ def validate(args: argparse.Namespace) -> None:
         check_out_dir(out.parent)
     else:
         check_out_dir(out)
-    check_model_file(args.model)
+    if backend_of_file(args.model) == 'onnxruntime':
+        if args.quantize != 'int8':
+            raise UsageError(f'--model {args.model} is an ONNX export: it can only be '
+                             'quantized (--quantize int8); export a .segmodel otherwise')
+        check_onnx_file(args.model)
+    else:
+        check_model_file(args.model)
     if args.reduce_range and args.quantize != 'int8':
         raise UsageError('--reduce-range needs --quantize int8')
     if args.quantize == 'int8':
@@ -117,31 +130,12 @@ def main(argv: list[str] | None = None) -> int:
 
     def run() -> int:
         validate(args)
-        from seg_perception.model.model_file import ModelFileError, load_model
-        try:
-            model, card = load_model(args.model)
-        except ModelFileError as exc:
-            raise UsageError(str(exc)) from None
         out = pathlib.Path(args.out)
-        if args.format == 'onnx':
-            target = out.with_name(out.stem + '.float32.onnx') if args.quantize == 'int8' \
-                else out
-            try:
-                export_onnx(model, card, target, args.opset)
-            except ExportError as exc:
-                raise UsageError(str(exc)) from None
-            if args.quantize == 'int8':
-                try:
-                    quant = quantize(target, out, card, args)
-                finally:
-                    target.unlink(missing_ok=True)
-                print(f"{quant['precision']}: calibrated on {quant['calibration_frames']} "
-                      f"frame(s); "
-                      f"{quant['float32_bytes'] / 2**20:.1f} MiB -> "
-                      f"{quant['int8_bytes'] / 2**20:.1f} MiB")
+        if backend_of_file(args.model) == 'onnxruntime':  # quantize an export: no TensorFlow
+            quant = quantize(pathlib.Path(args.model), out, read_onnx_card(args.model), args)
+            _print_quantized(quant)
         else:
-            from seg_perception.export.savedmodel import export_saved_model  # TensorFlow
-            export_saved_model(model, card, out)
+            quant = export(args, out)
         print(f'wrote {out}')
         if not args.no_check:
             from seg_perception.export.check import compare  # Keras/TensorFlow
@@ -154,11 +148,46 @@ def main(argv: list[str] | None = None) -> int:
                     == pathlib.Path(args.calibration_frames).resolve())
             check = out.with_name(out.name + '.check.json')
             check.write_text(json.dumps(result, indent=2))
-            print(f"check on {result['frames']} real frames ({result['geometry']}): max |p_keras"
-                  f" - p_{args.format}| = {result['max_abs_prob_diff']:.2e}, label agreement "
+            print(f"check on {result['frames']} real frames ({result['geometry']}): max "
+                  f"|p_{result['reference']} - p_{args.format}| = "
+                  f"{result['max_abs_prob_diff']:.2e}, label agreement "
                   f"{result['label_agreement'] * 100:.4f} %  ({check})")
         return 0
     return run_cli(PROG, run, ())
+
+
+def _print_quantized(quant: dict[str, object]) -> None:
+    print(f"{quant['precision']}: calibrated on {quant['calibration_frames']} frame(s); "
+          f"{quant['float32_bytes'] / 2**20:.1f} MiB -> {quant['int8_bytes'] / 2**20:.1f} MiB")
+
+
+def export(args: argparse.Namespace, out: pathlib.Path) -> dict[str, object] | None:
+    """Export the ``.segmodel`` (ONNX, optionally int8, or SavedModel); returns what the
+    quantization did (``None`` without it).
+    """
+    from seg_perception.model.model_file import ModelFileError, load_model
+    try:
+        model, card = load_model(args.model)
+    except ModelFileError as exc:
+        raise UsageError(str(exc)) from None
+    quant = None
+    if args.format == 'onnx':
+        target = out.with_name(out.stem + '.float32.onnx') if args.quantize == 'int8' \
+            else out
+        try:
+            export_onnx(model, card, target, args.opset)
+        except ExportError as exc:
+            raise UsageError(str(exc)) from None
+        if args.quantize == 'int8':
+            try:
+                quant = quantize(target, out, card, args)
+            finally:
+                target.unlink(missing_ok=True)
+            _print_quantized(quant)
+    else:
+        from seg_perception.export.savedmodel import export_saved_model  # TensorFlow
+        export_saved_model(model, card, out)
+    return quant
 
 
 if __name__ == '__main__':

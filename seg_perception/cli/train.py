@@ -5,6 +5,7 @@ Examples::
     seg_train --config config/train_road.yaml --out runs/road          # the shipped recipe
     seg_train --source kitti:~/data/data_road:0.5 --source camvid:~/data/camvid:0.5 \
         --init hed --out runs/mix
+    seg_train --source folder:~/data/mine --out runs/mine    # images/, masks/, classes.yaml
     seg_train --dataset kitti --data-dir ~/data/data_road --init imagenet --head full \
         --input-size 384 1248 --input-mode pad --out runs/kitti
     seg_train --config my.yaml --out runs/road --resume     # continue after a crash
@@ -102,7 +103,8 @@ def check_start(config: Any, resume: bool) -> None:
     for source in config.data.sources:
         for split in (source.train_split, source.val_split):
             if split:
-                kwargs = {'seed': config.data.split_seed} if source.dataset == 'kitti' else {}
+                kwargs = {**({'seed': config.data.split_seed}
+                             if source.dataset == 'kitti' else {}), **source.options}
                 open_dataset(source.dataset, source.data_dir, split, **kwargs)
 
 

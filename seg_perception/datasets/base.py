@@ -1,13 +1,15 @@
-"""The dataset interface shared by KITTI Road and CamVid."""
+"""The dataset interface shared by every layout (KITTI Road, CamVid, Cityscapes, ...)."""
 from __future__ import annotations
 
 import dataclasses
 import pathlib
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
 
 from seg_perception.core.image_io import read_rgb
+from seg_perception.datasets.labels import LabelReport
 
 
 class DatasetError(ValueError):
@@ -42,11 +44,19 @@ class RoadDataset(Sequence):
     """A list of frames of one split; ``ds[i]`` decodes frame i into a :class:`Sample`."""
 
     name = 'base'
+    #: the mask-based layouts' record of unknown label values and empty masks
+    label_report: LabelReport | None = None
 
     def __init__(self, items: list[Item], split: str) -> None:
         """Wrap ``items`` (already checked for existence)."""
         self.items = items
         self.split = split
+
+    def report(self) -> dict[str, Any]:
+        """What reading the labels met so far (:meth:`LabelReport.as_dict`): unknown label
+        values per frame, all-ignore masks...; ``{}`` for layouts that raise instead.
+        """
+        return self.label_report.as_dict() if self.label_report is not None else {}
 
     def __len__(self) -> int:
         """Number of frames."""
@@ -101,3 +111,32 @@ def list_images(folder: pathlib.Path) -> list[pathlib.Path]:
     if not files:
         raise DatasetError(f'{folder}: no images found')
     return files
+
+
+def by_stem(files: list[pathlib.Path], what: str) -> dict[str, pathlib.Path]:
+    """``{file stem: path}``; two files with one stem (``a.png``, ``a.jpg``) are an error."""
+    out: dict[str, pathlib.Path] = {}
+    for p in files:
+        if p.stem in out:
+            raise DatasetError(f'{p}: two {what} files named {p.stem!r} ({out[p.stem].name}, '
+                               f'{p.name}); keep one')
+        out[p.stem] = p
+    return out
+
+
+def pair_by_stem(images: dict[str, pathlib.Path], masks: dict[str, pathlib.Path],
+                 names: list[str], mask_dir: pathlib.Path) -> tuple[list[Item], int]:
+    """Items of frames ``names`` (image stems) with their masks (same stem).
+
+    Returns:
+        (items, number of masks matching no image at all).
+
+    Raises:
+        DatasetError: images without a mask (how many, and the first).
+    """
+    missing = [n for n in names if n not in masks]
+    if missing:
+        raise DatasetError(f'{mask_dir}: no mask for {len(missing)} of {len(names)} image(s), '
+                           f'e.g. {images[missing[0]].name}')
+    orphans = len(set(masks) - set(images))
+    return [Item(n, images[n], masks[n]) for n in names], orphans

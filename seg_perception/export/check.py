@@ -5,7 +5,7 @@ import pathlib
 
 import numpy as np
 
-from seg_perception.core.formats import UsageError
+from seg_perception.core.formats import UsageError, backend_of_file
 from seg_perception.core.image_io import read_rgb
 from seg_perception.export.frames import image_files
 from seg_perception.runtime.segmenter import Segmenter
@@ -13,11 +13,15 @@ from seg_perception.runtime.segmenter import Segmenter
 
 def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_dir: str,
             limit: int) -> dict[str, object]:
-    """Keras vs export on real frames at the card geometry: max |dp| and label agreement."""
+    """The source model (Keras float32, or a float32 ONNX export on ONNX Runtime) vs the
+    export on real frames at the card geometry: max |dp| and label agreement.
+    """
     files = image_files(frames_dir)[:limit]
     if not files:
         raise UsageError(f'--check-frames {frames_dir}: no images found')
-    keras_seg = Segmenter(model_path, precision='float32')
+    reference = backend_of_file(model_path)
+    keras_seg = (Segmenter(model_path, backend='onnxruntime', providers=('cpu',))
+                 if reference == 'onnxruntime' else Segmenter(model_path, precision='float32'))
     if fmt == 'onnx':
         other = Segmenter(exported, backend='onnxruntime', providers=('cpu',))
 
@@ -40,5 +44,6 @@ def compare(model_path: pathlib.Path, exported: pathlib.Path, fmt: str, frames_d
         agree += int(((a >= thr) == (b >= thr)).sum())
         pixels += a.size
     return {'frames': len(files), 'frames_dir': str(frames_dir),
+            'reference': 'keras' if reference == 'keras' else 'onnx_float32',
             'geometry': f'{keras_seg.input_mode} {list(keras_seg.input_size)}',
             'max_abs_prob_diff': max_diff, 'label_agreement': agree / pixels}

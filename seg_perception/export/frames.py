@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pathlib
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -18,10 +19,25 @@ def image_files(folder: str | pathlib.Path) -> list[pathlib.Path]:
                               for d in p.relative_to(root).parts[:-1]))
 
 
-def calibration_frames(folder: str | pathlib.Path, limit: int) -> list[object]:
-    """Up to ``limit`` frames of :func:`image_files` of ``folder``, spread evenly over it,
-    as (H, W, 3) uint8 RGB arrays ([] when there are none).
+class FrameFiles(Sequence):
+    """Frames read from files when indexed: ``frames[i]`` is (H, W, 3) uint8 RGB. Holds
+    only the paths, so any number of frames costs no memory until used, one at a time.
+    """
+
+    def __init__(self, files: Sequence[pathlib.Path]) -> None:
+        self.files = list(files)
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        return read_rgb(self.files[index])
+
+
+def calibration_frames(folder: str | pathlib.Path, limit: int) -> FrameFiles:
+    """Up to ``limit`` frames of :func:`image_files` of ``folder``, spread evenly over it
+    (empty when there are none), read when used.
     """
     files = image_files(folder)
     n = min(limit, len(files))
-    return [read_rgb(files[int(i)]) for i in np.linspace(0, len(files) - 1, n).round()]
+    return FrameFiles([files[int(i)] for i in np.linspace(0, len(files) - 1, n).round()])

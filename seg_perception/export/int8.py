@@ -7,7 +7,10 @@ output channel to int8, their activations to uint8 with ranges calibrated on rea
 KITTI val the IoU at the card threshold fell by 0.016-0.022 instead of 0.001). The class
 score layers and their upsampling stay float32 (:data:`FLOAT_LAYERS`). The frames go
 through the Segmenter's own preprocessing at the model card's geometry, so the calibration
-sees exactly what inference will. Input (uint8 image), output (float32 softmax) and the
+sees exactly what inference will. The calibration streams: frames are read, prepared and run
+one at a time, and each frame's activations are folded into the running histograms before
+the next (ONNX Runtime's strided collection, a stride of one frame), so memory does not grow
+with the number of calibration frames. Input (uint8 image), output (float32 softmax) and the
 model card in the metadata stay as in the float32 export, so the ``onnxruntime`` backend
 runs it unchanged; the metadata also says ``int8``. ONNX Runtime's CPU kernels then use
 integer matrix instructions (AVX512-VNNI / AVX-VNNI / AMX where present; AVX2 u8s8 without
@@ -47,7 +50,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
     Args:
         src: float32 export from ``seg_export``.
         dst: output .onnx file.
-        frames: calibration frames, each (H, W, 3) uint8 RGB, from the deployment's cameras.
+        frames: calibration frames, each (H, W, 3) uint8 RGB, from the deployment's cameras
+            (any sequence; a lazy one such as ``export.frames.FrameFiles`` keeps memory flat).
         card: the model card (its ``input_mode`` and ``input_size`` give the geometry).
         reduce_range: 7-bit weights, for x86 CPUs without VNNI: their uint8 x int8 kernels
             add products in pairs into 16 bits, which 8-bit weights can saturate.
@@ -73,20 +77,25 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
     if not frames:
         raise QuantizeError('no calibration frames')
 
-    # One batch for all frames, fed a frame at a time: frames of different sizes are padded
-    # to one shape, which the percentile (histogram) calibrator needs.
-    batch = preprocess.prepare_batch(list(frames), card.input_mode, tuple(card.input_size))[0]
-    batches = [batch[i:i + 1] for i in range(len(batch))]
+    mode, size = card.input_mode, tuple(card.input_size)
 
     class Frames(CalibrationDataReader):
-        """The calibration batches, one frame each."""
+        """Calibration inputs, one frame each, prepared when asked for (strided reading)."""
 
         def __init__(self) -> None:
-            self._it = iter(batches)
+            self.set_range(0, len(frames))
+
+        def __len__(self) -> int:
+            return len(frames)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(range(start_index, end_index))
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            batch = next(self._it, None)
-            return None if batch is None else {'image': batch}
+            i = next(self._it, None)
+            if i is None:
+                return None
+            return {'image': preprocess.prepare_batch([frames[i]], mode, size)[0]}
 
     # Recorded in the metadata: the Segmenter reports it, and backend auto knows which CPUs
     # the export suits.
@@ -111,7 +120,8 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike,
                             weight_type=QuantType.QInt8,
                             op_types_to_quantize=list(QUANTIZED_OPS),
                             calibrate_method=CalibrationMethod.Percentile,
-                            reduce_range=reduce_range)
+                            reduce_range=reduce_range,
+                            extra_options={'CalibStridedMinMax': 1})  # streamed, frame by frame
     return {'method': 'onnxruntime quantize_static, QDQ, per-channel int8 weights, uint8 '
                       'activations, percentile calibration, score layers float32'
                       + (', 7-bit weights (reduce_range)' if reduce_range else ''),

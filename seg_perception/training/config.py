@@ -26,8 +26,8 @@ from typing import Any
 import yaml
 
 from seg_perception.core.choices import INPUT_MODES, PRECISIONS
-
-DATASETS = ('kitti', 'camvid', 'cityscapes')
+from seg_perception.datasets import NAMES as DATASETS
+from seg_perception.datasets import options_of
 
 
 def _f(default: Any, help: str, choices: tuple[str, ...] | None = None,  # noqa: A002
@@ -44,7 +44,9 @@ class DataSource:
     """One dataset in the training mix.
 
     ``weight`` is the source's share of the sampled training frames (weights are
-    normalised over the sources); ``val_split`` '' = no validation on this source.
+    normalised over the sources); ``val_split`` '' = no validation on this source;
+    ``options`` are the dataset's keyword options (``open_dataset(..., **options)``, e.g.
+    ``{mapping: classes.yaml}`` for ``folder``, ``{alternative: ignore}`` for ``bdd100k``).
     """
 
     dataset: str
@@ -52,6 +54,7 @@ class DataSource:
     weight: float = 1.0
     train_split: str = 'train'
     val_split: str = 'val'
+    options: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def parse(cls, text: str) -> 'DataSource':
@@ -158,6 +161,13 @@ class TrainConfig:
                 raise ValueError(f'{s.dataset}: data_dir is required')
             if s.weight <= 0:
                 raise ValueError(f'{s.dataset}: weight must be > 0, got {s.weight}')
+            if not isinstance(s.options, dict):
+                raise ValueError(f'{s.dataset}: options must be a mapping of option names '
+                                 f'to values, got {s.options!r}')
+            unknown = sorted(set(s.options) - set(options_of(s.dataset)))
+            if unknown:
+                raise ValueError(f'{s.dataset}: unknown option(s) {", ".join(map(str, unknown))}'
+                                 f' (options: {", ".join(options_of(s.dataset))})')
         if len(d.input_size) != 2 or any(int(v) % 32 or int(v) < 32 for v in d.input_size):
             raise ValueError(f'input_size must be two multiples of 32, got {d.input_size}')
         if not 0 < d.scale_min <= d.scale_max:
@@ -257,6 +267,8 @@ def _source(value: Any) -> DataSource:
     unknown = sorted(set(value) - names)
     if unknown:
         raise ValueError(f'unknown data source keys: {", ".join(unknown)}')
+    if 'options' in value and value['options'] is None:
+        value = {**value, 'options': {}}
     try:
         return DataSource(**value)
     except TypeError as exc:

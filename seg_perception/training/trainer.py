@@ -246,7 +246,8 @@ def open_sources(config: TrainConfig, split_field: str) -> dict[str, Any]:
         split = getattr(s, split_field)
         if not split:
             continue
-        kwargs = {'seed': config.data.split_seed} if s.dataset == 'kitti' else {}
+        kwargs = {**({'seed': config.data.split_seed} if s.dataset == 'kitti' else {}),
+                  **s.options}
         name, k = s.dataset, 2
         while name in out:
             name, k = f'{s.dataset}_{k}', k + 1
