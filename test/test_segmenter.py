@@ -95,3 +95,18 @@ def test_bad_frame_rejected(segmenter):
         segmenter.segment([np.zeros((4, 4, 3), np.uint8)])
     with pytest.raises(preprocess.InputError):
         segmenter.segment([])
+
+
+def test_flip_tta_averages_the_frame_and_its_mirror(small_model_path) -> None:
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 255, (64, 96, 3), dtype=np.uint8)  # no padding: exact mirror
+    plain = Segmenter(small_model_path, device='cpu', precision='float32')
+    tta = Segmenter(small_model_path, device='cpu', precision='float32', tta='flip')
+    (p,) = plain.segment([frame])
+    (m,) = plain.segment([np.ascontiguousarray(frame[:, ::-1])])
+    (t,) = tta.segment([frame])
+    expected = (p.probability + m.probability[:, ::-1]) / 2
+    np.testing.assert_allclose(t.probability, expected, atol=2e-6)
+    assert not np.allclose(t.probability, p.probability)
+    with pytest.raises(ValueError, match='tta'):
+        Segmenter(small_model_path, device='cpu', tta='rotate')

@@ -37,15 +37,6 @@ class BagRow:
     bag: str | None
 
 
-def _metrics(ev: RoadEvaluator, threshold: float) -> dict[str, Any]:
-    if ev.n_images == 0:
-        return {'error': 'no frame had ground truth', 'n_images': 0}
-    try:
-        return ev.result(threshold=threshold)
-    except ValueError as exc:
-        return {'error': str(exc), 'n_images': int(ev.n_images)}
-
-
 def _order(row: dict[str, Any]) -> tuple[int, float]:
     """Failed bags first, then by MaxF, worst first."""
     ok = row['status'] == 'ok' and row.get('MaxF') is not None
@@ -75,7 +66,7 @@ def write_fleet_report(out: pathlib.Path, rows: Sequence[dict[str, Any]],
         for topic, state in r['counts']['groups'].items():
             topics.setdefault(topic, RoadEvaluator()).add(RoadEvaluator.from_state(state))
         threshold = r.get('model_threshold', threshold)
-    overall = _metrics(total, threshold)
+    overall = total.result_or_error(threshold)
     ordered = sorted(rows, key=_order)
     doc: dict[str, Any] = {
         **{k: v for k, v in overall.items() if k != 'error'},
@@ -83,7 +74,7 @@ def write_fleet_report(out: pathlib.Path, rows: Sequence[dict[str, Any]],
         'bags_ok': sum(r['status'] == 'ok' for r in rows),
         'bags_failed': sum(r['status'] != 'ok' for r in rows),
         'frames': sum(r['frames'] for r in rows),
-        'topics': {t: _metrics(ev, threshold) for t, ev in sorted(topics.items())},
+        'topics': {t: ev.result_or_error(threshold) for t, ev in sorted(topics.items())},
         'bags': [{k: v for k, v in r.items() if k != 'counts'} for r in ordered],
         'run': run_info, 'partial': partial is not None}
     if 'error' in overall:

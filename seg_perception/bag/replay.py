@@ -53,6 +53,7 @@ class EvalOptions:
     threshold: float | None = None
     device: str | None = None
     precision: str | None = None
+    tta: str | None = None
     backend: str | None = None
     providers: list[str] | None = None
     write_bag: bool = False
@@ -101,6 +102,7 @@ def node_settings(values: dict[str, Any], opt: EvalOptions) -> params.Settings:
     overrides = {'model_path': opt.model, 'crf.enabled': opt.crf, 'crf.scale': opt.crf_scale,
                  'input_mode': opt.input_mode, 'threshold': opt.threshold,
                  'device': opt.device, 'precision': opt.precision, 'backend': opt.backend,
+                 'tta': opt.tta,
                  'providers': opt.providers}
     merged.update({k: v for k, v in overrides.items() if v is not None})
     if opt.crf_scale is not None and opt.crf is None:

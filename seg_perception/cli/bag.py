@@ -46,6 +46,7 @@ from seg_perception.core.choices import (
     OVERLAY_ENCODINGS,
     PRECISIONS,
     PROVIDERS,
+    TTA_MODES,
 )
 from seg_perception.core.formats import UsageError, backend_of_file, check_model_for_backend
 from seg_perception.datasets import DatasetError
@@ -150,6 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='CRF resolution factor (overrides crf.scale; implies --crf)')
     e.add_argument('--input-mode', choices=INPUT_MODES, help='overrides input_mode')
     e.add_argument('--threshold', type=float, help='overrides threshold')
+    e.add_argument('--tta', choices=TTA_MODES, help='overrides tta (flip: frame and mirror '
+                                                    'averaged)')
     e.add_argument('--device', choices=DEVICES, help='overrides device')
     e.add_argument('--precision', choices=PRECISIONS,
                    help='overrides precision')
@@ -241,6 +244,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                       params_file=str(params) if params else None, model=args.model,
                       crf=args.crf, crf_scale=args.crf_scale, input_mode=args.input_mode,
                       threshold=args.threshold, device=args.device, precision=args.precision,
+                      tta=args.tta,
                       backend=backend, providers=args.providers,
                       write_bag=args.write_bag, limit=args.limit, batch_size=args.batch_size,
                       overlays=args.overlays, save_probabilities=args.save_probabilities)

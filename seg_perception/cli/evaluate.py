@@ -55,6 +55,7 @@ from seg_perception.core.choices import (
     INPUT_MODES,
     PRECISIONS,
     PROVIDERS,
+    TTA_MODES,
 )
 from seg_perception.core.crf import CRFParams
 from seg_perception.core.formats import UsageError, backend_of_file, check_model_for_backend
@@ -113,6 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar='EP',
                    help='onnxruntime execution providers in order of preference (default: '
                         'tensorrt cuda cpu; unavailable ones are skipped)')
+    g.add_argument('--tta', choices=TTA_MODES, default='none',
+                   help='test-time augmentation: flip = the average of the frame and its '
+                        'mirror (twice the inference work)')
     g.add_argument('--batch-size', type=int, default=4, help='frames per forward pass')
     g.add_argument('--crf', action='store_true', help='refine with a dense CRF (slow)')
     g.add_argument('--crf-scale', type=float, metavar='S',
@@ -189,6 +193,7 @@ def pipeline_from(args: argparse.Namespace) -> Any:
     from seg_perception.runtime.segmenter import Segmenter
     segmenter = Segmenter(args.model, device=args.device, input_mode=args.input_mode,
                           input_size=args.input_size, precision=args.precision,
+                          tta=args.tta,
                           backend=args.backend, providers=args.providers)
     crf = CRFParams() if args.crf_scale is None else CRFParams(scale=args.crf_scale)
     return Pipeline(segmenter, threshold=args.threshold, crf=crf,

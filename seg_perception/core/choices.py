@@ -12,4 +12,5 @@ INPUT_MODES = ('fit', 'pad', 'resize')
 OVERLAY_ENCODINGS = ('rgb8', 'bgr8')
 TRANSPORTS = ('raw', 'compressed')
 RELIABILITIES = ('best_effort', 'reliable')
+TTA_MODES = ('none', 'flip')  # test-time augmentation
 PROVIDERS = ('tensorrt', 'cuda', 'cpu')  # ONNX Runtime execution providers, short names

@@ -14,27 +14,29 @@ class ImageReadError(OSError):
     """An image file that is missing or cannot be decoded."""
 
 
-def read_rgb(path: str | os.PathLike) -> np.ndarray:
-    """Read an image file as (H, W, 3) uint8 RGB; raises :class:`ImageReadError`."""
+def decode_file(path: str | os.PathLike, flags: int) -> np.ndarray:
+    """An image file decoded by OpenCV with ``flags`` (``cv2.IMREAD_*``), channels as
+    stored (BGR for colour). Raises :class:`ImageReadError`: missing, empty or unreadable.
+    """
     p = pathlib.Path(path)
     if not p.is_file():
         raise ImageReadError(f'{p}: file not found')
     data = np.fromfile(str(p), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    image = cv2.imdecode(data, flags) if data.size else None
     if image is None:
         raise ImageReadError(f'{p}: not a readable image (empty, truncated or unknown format)')
-    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    return image
+
+
+def read_rgb(path: str | os.PathLike) -> np.ndarray:
+    """Read an image file as (H, W, 3) uint8 RGB; raises :class:`ImageReadError`."""
+    return cv2.cvtColor(decode_file(path, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def read_gray(path: str | os.PathLike) -> np.ndarray:
     """Read a single-channel image file (e.g. a label PNG) as (H, W) uint8."""
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise ImageReadError(f'{p}: file not found')
-    data = np.fromfile(str(p), np.uint8)
-    image = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if image is None:
-        raise ImageReadError(f'{p}: not a readable image (empty, truncated or unknown format)')
+    image = decode_file(p, cv2.IMREAD_UNCHANGED)
     if image.ndim == 3:
         raise ImageReadError(f'{p}: expected a single-channel label image, got {image.shape}')
     return image.astype(np.uint8, copy=False)

@@ -76,6 +76,17 @@ class RoadEvaluator:
         ev.road_hist, ev.nonroad_hist, ev.n_images = road, nonroad, int(state['n_images'])
         return ev
 
+    def result_or_error(self, threshold: float) -> dict[str, Any]:
+        """:meth:`result` at ``threshold``, or ``{'error': ..., 'n_images': n}`` where the
+        metrics are undefined (no image with ground truth, no road pixels).
+        """
+        if self.n_images == 0:
+            return {'error': 'no frame had ground truth', 'n_images': 0}
+        try:
+            return self.result(threshold=threshold)
+        except ValueError as exc:
+            return {'error': str(exc), 'n_images': int(self.n_images)}
+
     def curves(self) -> dict[str, np.ndarray]:
         """Per-threshold counts and rates (arrays of 256, index k = threshold k/255)."""
         pos = int(self.road_hist.sum())

@@ -32,6 +32,7 @@ from seg_perception.core.choices import (
     PROVIDERS,
     RELIABILITIES,
     TRANSPORTS,
+    TTA_MODES,
 )
 from seg_perception.core.formats import DEFAULT_MODEL_NAME, PACKAGE, backend_of_file
 from seg_perception.core.share import share_file
@@ -95,6 +96,8 @@ PARAMETERS: tuple[ParamSpec, ...] = (
               'resize (to input_size)', choices=('', *INPUT_MODES)),
     ParamSpec('input_size', 'integer_array', None, '[height, width] for fit (height only) and '
               'resize modes, multiples of 32; unset = the model card input_size'),
+    ParamSpec('tta', 'string', 'none', 'Test-time augmentation: none, or flip (the average of '
+              'the frame and its mirror; twice the inference work)', choices=TTA_MODES),
     ParamSpec('threshold', 'double', None, 'Road probability threshold in [0, 1]; unset = the '
               "model card's recommended value (then set to it at start)", runtime=True,
               range=(0.0, 1.0)),
@@ -179,6 +182,7 @@ class Settings:
     providers: tuple[str, ...]
     device: str
     precision: str
+    tta: str
     input_mode: str | None
     input_size: tuple[int, int] | None
     threshold: float | None
@@ -293,6 +297,7 @@ def settings_from_values(values: dict[str, Any]) -> Settings:
     return Settings(
         model_path=model_path, backend=backend, backend_note=note,
         providers=providers, device=values['device'], precision=values['precision'],
+        tta=values['tta'],
         input_mode=values['input_mode'] or None,
         input_size=(int(size[0]), int(size[1])) if size else None,
         threshold=None if values['threshold'] is None else float(values['threshold']),

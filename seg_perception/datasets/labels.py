@@ -21,7 +21,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from seg_perception.core.image_io import IGNORE, ImageReadError
+from seg_perception.core.image_io import IGNORE, ImageReadError, decode_file
 
 LOG = logging.getLogger('seg_perception.datasets')
 ROAD, NOT_ROAD = 1, 0
@@ -38,12 +38,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     colour masks (an alpha channel is dropped). Raises :class:`ImageReadError`.
     """
     p = pathlib.Path(path)
-    if not p.is_file():
-        raise ImageReadError(f'{p}: file not found')
-    data = np.fromfile(str(p), np.uint8)
-    mask = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
-    if mask is None:
-        raise ImageReadError(f'{p}: not a readable image (empty, truncated or unknown format)')
+    mask = decode_file(p, cv2.IMREAD_UNCHANGED)
     if mask.dtype not in (np.uint8, np.uint16):
         raise ImageReadError(f'{p}: unsupported mask type {mask.dtype} (need 8 or 16 bit)')
     if mask.ndim == 3:

@@ -238,14 +238,14 @@ class EvalRun:
 
         An ``{'error': ...}`` entry replaces them when undefined (no ground truth / no road).
         """
-        return _result(self.evaluator, self.pipeline.threshold)
+        return self.evaluator.result_or_error(self.pipeline.threshold)
 
     def group_metrics(self) -> dict[str, dict[str, Any]]:
         """Metrics per group, for every group seen (frames without ground truth included)."""
         out = {}
         for g, n in self.group_frames.items():
             ev = self.groups.get(g)
-            res = _result(ev, self.pipeline.threshold) if ev else {
+            res = ev.result_or_error(self.pipeline.threshold) if ev else {
                 'error': 'no ground truth', 'n_images': 0}
             out[g] = {**res, 'frames': n}
         return out
@@ -319,15 +319,6 @@ class EvalRun:
         if len(scored) <= 1:
             return [(scored[0][0] if scored else '', self.evaluator.curves())]
         return [(g, ev.curves()) for g, ev in scored] + [('all', self.evaluator.curves())]
-
-
-def _result(evaluator: RoadEvaluator, threshold: float) -> dict[str, Any]:
-    if evaluator.n_images == 0:
-        return {'error': 'no frame had ground truth', 'n_images': 0}
-    try:
-        return evaluator.result(threshold=threshold)
-    except ValueError as exc:
-        return {'error': str(exc), 'n_images': int(evaluator.n_images)}
 
 
 def evaluate_model(pipeline: Any, dataset: Sequence[Any], batch_size: int = 4,

@@ -129,7 +129,7 @@ class Pipeline:
                                   input_mode=settings.input_mode,
                                   input_size=settings.input_size,
                                   precision=settings.precision, backend=settings.backend,
-                                  providers=settings.providers)
+                                  providers=settings.providers, tta=settings.tta)
             return cls(segmenter, threshold=settings.threshold, crf=crf,
                        crf_enabled=settings.crf_enabled,
                        overlay_color=settings.overlay_color,
@@ -225,7 +225,8 @@ class Pipeline:
         seg = self.segmenter
         out = {'model': str(seg.model_path), 'input_mode': seg.input_mode,
                'input_size': list(seg.input_size), 'threshold': self.threshold,
-               'precision': seg.precision, 'device': seg.device, 'backend': seg.backend}
+               'precision': seg.precision, 'device': seg.device, 'backend': seg.backend,
+               'tta': seg.tta}
         if seg.backend == 'onnxruntime':
             out['providers'] = ', '.join(seg.providers)
         if self.backend_note:

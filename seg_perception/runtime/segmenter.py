@@ -20,7 +20,14 @@ import keras
 import numpy as np
 
 from seg_perception.core import preprocess
-from seg_perception.core.choices import BACKENDS, DEVICES, INPUT_MODES, PRECISIONS, PROVIDERS
+from seg_perception.core.choices import (
+    BACKENDS,
+    DEVICES,
+    INPUT_MODES,
+    PRECISIONS,
+    PROVIDERS,
+    TTA_MODES,
+)
 from seg_perception.core.hardware import cpu_has_bf16
 from seg_perception.model.fcn8s import fold_batch_norm
 from seg_perception.model.model_file import ModelCard, load_model
@@ -101,13 +108,15 @@ class Segmenter:
             execution providers decide).
         providers: ONNX Runtime execution providers in order of preference
             (``tensorrt``, ``cuda``, ``cpu``); unavailable ones are skipped (logged).
+        tta: ``'flip'``: every frame also runs mirrored (in the same batch) and the two
+            probabilities are averaged; ``'none'``: as is.
     """
 
     def __init__(self, model: str | os.PathLike | tuple[keras.Model, ModelCard],
                  device: str = 'auto', input_mode: str | None = None,
                  input_size: Sequence[int] | None = None, precision: str = 'auto',
                  jit: bool | None = None, backend: str = 'keras',
-                 providers: Sequence[str] = PROVIDERS,
+                 providers: Sequence[str] = PROVIDERS, tta: str = 'none',
                  ) -> None:
         """Load the model and build the compiled forward function."""
         if backend not in BACKENDS:
@@ -153,6 +162,11 @@ class Segmenter:
         # Keras: the forward pass in stages (put, compute, to_host); ONNX Runtime: its session
         self.stages = None if self._ort is not None else self._device_stages()
         self.forward = self._ort if self._ort is not None else self._staged_forward()
+        if tta not in TTA_MODES:
+            raise ValueError(f'tta must be one of {TTA_MODES}, got {tta!r}')
+        self.tta = tta
+        if tta == 'flip':
+            self.forward = _with_flip(self.forward)
         self.last_forward_ms = 0.0
 
     # -- compiled forward pass -------------------------------------------------------
@@ -274,3 +288,16 @@ class Segmenter:
             keep = class_probabilities or self.num_classes > 2
             results.append(Probabilities(prob, all_probs if keep else None))
         return results
+
+
+def _with_flip(forward: Callable[[np.ndarray, bool], tuple[np.ndarray, ...]],
+               ) -> Callable[[np.ndarray, bool], tuple[np.ndarray, ...]]:
+    """``forward`` on the batch and its left-right mirror in one pass, outputs averaged
+    (the mirror's flipped back): the flip test-time augmentation.
+    """
+    def flipped(batch: np.ndarray, want_all: bool) -> tuple[np.ndarray, ...]:
+        n = len(batch)
+        out = forward(np.concatenate([batch, batch[:, :, ::-1]]), want_all)
+        return tuple(np.ascontiguousarray((o[:n] + o[n:][:, :, ::-1]) * np.float32(0.5))
+                     for o in out)
+    return flipped
