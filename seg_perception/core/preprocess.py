@@ -153,14 +153,13 @@ def scale_image(image: np.ndarray, width: int, height: int,
 
     * Enlarging, or shrinking by at most 2x per side (fit mode on KITTI, Cityscapes and
       CamVid frames: 1.95x, 1.33x, 1.88x): bilinear. Its two-pixel footprint still reaches
-      every source pixel, and it costs 0.17 ms on a 1242x375 frame, against 1.45 ms for
-      OpenCV's ``INTER_AREA``, which takes a slow general path at a fractional factor.
+      every source pixel, and it is much faster than OpenCV's ``INTER_AREA``, which takes a
+      slow general path at a fractional factor (docs/PERFORMANCE.md).
     * Shrinking by more: a pixel-area average like ``INTER_AREA``, in two vectorised steps
       (bilinear to ``k`` times the target, ``k = ceil(factor / 2)``, then OpenCV's exact
       ``k x k`` area average); within half a grey level of ``INTER_AREA`` on average.
 
-    The shipped model was trained with ``INTER_AREA``; its validation MaxF with this filter
-    is within 0.0007 on all three sources (docs/MODEL.md).
+    How the shipped model scores with it against ``INTER_AREA``: docs/MODEL.md.
 
     Args:
         image: (H, W) or (H, W, C) uint8 (any channel order).

@@ -3,8 +3,8 @@
 The float32 export (:func:`seg_perception.export.onnx_export.export_onnx`) is quantized with
 ``onnxruntime.quantization.quantize_static``: the VGG16 and fc6/fc7 convolution weights per
 output channel to int8, their activations to uint8 with ranges calibrated on real frames
-(99.999th percentile: plain min/max let a few extreme activations widen the ranges, and on
-KITTI val the IoU at the card threshold fell by 0.016-0.022 instead of 0.001). The class
+(99.999th percentile: plain min/max let a few extreme activations widen the ranges; the
+comparison is in docs/DEPLOYMENT.md). The class
 score layers and their upsampling stay float32 (:data:`FLOAT_LAYERS`). The frames go
 through the Segmenter's own preprocessing at the model card's geometry, so the calibration
 sees exactly what inference will. The calibration streams: frames are read, prepared and run
