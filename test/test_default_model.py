@@ -24,9 +24,15 @@ def test_card_records_data_init_command_and_metrics(default_model: pathlib.Path)
     assert card.model_spec.batch_norm is False and card.model_spec.head == 'light'
     assert card.input_mode == 'fit' and card.input_size[0] == 192
     t = card.training
-    assert t['init'] == 'hed' and t['freeze_blocks'] == 2
+    # two stages: stage 1 from the HED VGG16, stage 2 (multi-scale crops) from stage 1
+    first, second = t['stages']
+    assert first['init'] == 'hed' and first['command'].startswith(
+        'seg_train --config config/train_road.yaml ')
+    assert second['init'] == 'stage 1' and t['init'].startswith('the stage-1 model')
+    assert t['freeze_blocks'] == 2
     assert [s['dataset'] for s in t['sources']] == list(SOURCES)
-    assert t['command'].startswith('seg_train --config config/train_road.yaml')
+    assert t['command'].startswith('seg_train --config config/train_road_multiscale.yaml')
+    assert t['config']['data']['scale_max'] >= 2.0
     assert 'selection' in t and 'epoch' in t
     per_source = card.metrics['per_source']
     assert set(per_source) == set(SOURCES)
