@@ -33,7 +33,7 @@ from seg_perception.datasets.labels import (
     LabelReport,
     UnknownValues,
     apply_table,
-    read_mask,
+    read_id_mask,
     value_table,
 )
 
@@ -105,10 +105,8 @@ class Bdd100k(RoadDataset):
 
     def read_target(self, item: Item) -> np.ndarray:
         """Drivable mask -> (H, W) uint8 target (see :func:`drivable_to_target`)."""
-        mask = read_mask(item.gt)
-        if mask.ndim != 2:
-            raise DatasetError(f'{item.gt}: expected a single-channel drivable mask (0, 1, 2), '
-                               f'got {mask.shape} (the colormaps/ files are not masks)')
+        mask = read_id_mask(item.gt, 'drivable mask (0, 1, 2; the colormaps/ files are not '
+                                     'masks)')
         target, unknown = drivable_to_target(mask, self.alternative)
         self.label_report.add(item.name, target, unknown)
         return target

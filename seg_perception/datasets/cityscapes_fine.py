@@ -32,7 +32,7 @@ from seg_perception.datasets.labels import (
     LabelReport,
     UnknownValues,
     apply_table,
-    read_mask,
+    read_id_mask,
     value_table,
 )
 
@@ -116,10 +116,7 @@ class CityscapesFine(RoadDataset):
 
     def read_target(self, item: Item) -> np.ndarray:
         """The labelIds PNG -> (H, W) uint8 target (see the module docstring)."""
-        ids = read_mask(item.gt)
-        if ids.ndim != 2:
-            raise DatasetError(f'{item.gt}: expected a single-channel labelIds image, got '
-                               f'{ids.shape} (the *_color.png files are not labelIds)')
+        ids = read_id_mask(item.gt, 'labelIds image (the *_color.png files are not labelIds)')
         target, unknown = label_ids_to_target(ids)
         self.label_report.add(item.name, target, unknown)
         return target

@@ -50,6 +50,16 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     return mask
 
 
+def read_id_mask(path: str | os.PathLike, what: str) -> np.ndarray:
+    """A single-channel class-id mask (H, W) uint8/uint16 (``what`` names the expected kind
+    in the error). Raises :class:`ImageReadError`: unreadable, or a colour image.
+    """
+    mask = read_mask(path)
+    if mask.ndim != 2:
+        raise ImageReadError(f'{path}: expected a single-channel {what}, got {mask.shape}')
+    return mask
+
+
 def value_table(road: Iterable[int], ignore: Iterable[int],
                 not_road: Iterable[int] | None) -> np.ndarray:
     """Lookup table (TABLE_SIZE,) uint8 from a class id to 1 road, 0 not road, 255 ignore
