@@ -22,16 +22,19 @@ def test_card_records_data_init_command_and_metrics(default_model: pathlib.Path)
     assert default_model.stat().st_size <= 40e6
     card = read_card(default_model)
     assert card.model_spec.batch_norm is False and card.model_spec.head == 'light'
-    assert card.input_mode == 'fit' and card.input_size[0] == 192
+    assert card.input_mode == 'fit' and card.input_size[0] == 224
     t = card.training
-    # two stages: stage 1 from the HED VGG16, stage 2 (multi-scale crops) from stage 1
-    first, second = t['stages']
+    # three stages: 1 from the HED VGG16, 2 (multi-scale crops) from 1, 3 (all blocks
+    # trainable, fit height 224) from 2
+    first, second, third = t['stages']
     assert first['init'] == 'hed' and first['command'].startswith(
         'seg_train --config config/train_road.yaml ')
-    assert second['init'] == 'stage 1' and t['init'].startswith('the stage-1 model')
-    assert t['freeze_blocks'] == 2
+    assert second['init'] == 'stage 1' and second['command'].startswith(
+        'seg_train --config config/train_road_multiscale.yaml ')
+    assert third['init'] == 'stage 2' and t['init'].startswith('the stage-2 model')
+    assert t['freeze_blocks'] == 0
     assert [s['dataset'] for s in t['sources']] == list(SOURCES)
-    assert t['command'].startswith('seg_train --config config/train_road_multiscale.yaml')
+    assert t['command'].startswith('seg_train --config config/train_road_stage3.yaml')
     assert t['config']['data']['scale_max'] >= 2.0
     assert 'selection' in t and 'epoch' in t
     per_source = card.metrics['per_source']
