@@ -25,8 +25,7 @@ from seg_perception.bag.errors import BagError
 from seg_perception.bag.replay import (
     BagReplay,
     EvalOptions,
-    load_node_params,
-    node_settings,
+    eval_settings,
     pipeline_from_settings,
     select_topics,
 )
@@ -171,8 +170,7 @@ def evaluate_bag(job: BagJob, opt: EvalOptions, pipeline: Any,
 
 def build_pipeline(opt: EvalOptions) -> Any:
     """The node's pipeline for ``opt`` (its params file and overrides), built once."""
-    values = load_node_params(opt.params_file) if opt.params_file else {}
-    return pipeline_from_settings(node_settings(values, opt))
+    return pipeline_from_settings(eval_settings(opt))
 
 
 def run_in_process(jobs: Sequence[BagJob], opt: EvalOptions,

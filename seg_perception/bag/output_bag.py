@@ -40,11 +40,6 @@ def grid_config(settings: Settings, topics: list[str]) -> GridConfig | None:
         raise bagfile.BagError(str(exc)) from None
 
 
-def _info(msg: Any) -> CameraInfoFields:
-    return CameraInfoFields(int(msg.width), int(msg.height), tuple(float(v) for v in msg.k),
-                            tuple(float(v) for v in msg.d), str(msg.distortion_model))
-
-
 class OutputBag:
     """Writes the output bag.
 
@@ -93,7 +88,7 @@ class OutputBag:
         if self.grid is not None and msgtype == bagfile.CAMERA_INFO:
             ns = topic.rsplit('/', 1)[0]
             if ns in self.grids:
-                self.infos[ns] = _info(self.bag.deserialize(raw, msgtype))
+                self.infos[ns] = CameraInfoFields.from_msg(self.bag.deserialize(raw, msgtype))
 
     def outputs(self, res: Any, t: int, hdr: Any) -> None:
         """Write one frame's outputs (``res``: an evaluation FrameResult) at time ``t``."""

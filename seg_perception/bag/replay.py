@@ -114,6 +114,14 @@ def node_settings(values: dict[str, Any], opt: EvalOptions) -> params.Settings:
         raise bagfile.BagError(f'{exc}{hint}') from None
 
 
+def eval_settings(opt: EvalOptions) -> params.Settings:
+    """The node's settings for ``opt``: its params file (none = node defaults) with the
+    command-line overrides (see :func:`node_settings`).
+    """
+    values = load_node_params(opt.params_file) if opt.params_file else {}
+    return node_settings(values, opt)
+
+
 def pipeline_from_settings(settings: params.Settings) -> Any:
     """The node's :class:`~seg_perception.runtime.pipeline.Pipeline` for ``settings``.
 
@@ -257,8 +265,7 @@ class BagReplay:
         self.bag, self.bag_path, self.out, self.opt = bag, bag_path, out, opt
         self.topics, self.pairing = select_topics(bag, opt.topics, opt.gt_topics)
         self.params_file = pathlib.Path(opt.params_file) if opt.params_file else None
-        values = load_node_params(self.params_file) if self.params_file else {}
-        settings = node_settings(values, opt)
+        settings = eval_settings(opt)
         grid = grid_config(settings, self.topics) if opt.write_bag else None
         self.pipeline = pipeline or pipeline_from_settings(settings)
         self.on_frames = on_frames

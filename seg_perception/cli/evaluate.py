@@ -262,8 +262,9 @@ def evaluate(args: argparse.Namespace) -> int:
         raise UsageError(f'{exc} (results of the {run.n_frames} frame(s) processed are in '
                     f'{args.out})') from None
     labels = dataset.report()  # unknown label values, empty masks (own label layouts)
-    if dataset.label_report is not None and dataset.label_report.summary():
-        LOG.warning('%s', dataset.label_report.summary())
+    label_note = dataset.label_report.summary() if dataset.label_report is not None else None
+    if label_note:
+        LOG.warning('%s', label_note)
     doc = run.finish(ReportSpec(f'Evaluation of {pathlib.Path(args.model).name} on '
                                 f'{args.dataset} {args.split}'), info,
                      extra={'label_report': labels} if labels else None)

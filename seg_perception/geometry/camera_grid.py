@@ -46,6 +46,12 @@ class CameraInfoFields:
     d: tuple[float, ...]
     distortion_model: str
 
+    @classmethod
+    def from_msg(cls, msg: Any) -> CameraInfoFields:
+        """From a sensor_msgs/CameraInfo (an rclpy message or a rosbags one)."""
+        return cls(int(msg.width), int(msg.height), tuple(float(v) for v in msg.k),
+                   tuple(float(v) for v in msg.d), str(msg.distortion_model))
+
 
 @dataclasses.dataclass(frozen=True)
 class GridConfig:

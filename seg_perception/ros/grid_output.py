@@ -30,10 +30,7 @@ FUSE_WINDOW_S = 1.0  # a camera's grid joins the fused one while at most this mu
 
 def info_fields(msg: Any) -> CameraInfoFields | None:
     """The grid's view of a sensor_msgs/CameraInfo (``None`` stays ``None``)."""
-    if msg is None:
-        return None
-    return CameraInfoFields(int(msg.width), int(msg.height), tuple(float(v) for v in msg.k),
-                            tuple(float(v) for v in msg.d), str(msg.distortion_model))
+    return None if msg is None else CameraInfoFields.from_msg(msg)
 
 
 def transform_matrix(transform: Any) -> np.ndarray:
