@@ -19,10 +19,13 @@ Ground truth is converted by the dataset code's rules, so bag replay scores exac
 * ``cityscapes``: ``<x>_gtFine_labelIds.png`` of ``<x>_leftImg8bit.png``
   (:func:`cityscapes_fine.label_ids_to_target`);
 * ``bdd100k``: drivable-area masks, same stem (:func:`bdd100k.drivable_to_target`,
-  ``--alternative road|ignore``).
+  ``--alternative road|ignore``);
+* ``mapillary``: Mapillary Vistas palette label PNGs, same stem, read by the release's own
+  ``config_<version>.json`` (:func:`mapillary.labels_to_target`,
+  :func:`mapillary.find_config`).
 
-Label values no rule covers (folder, cityscapes, bdd100k) are ignored, counted and logged
-as a warning summary; :func:`make_bag` returns the counts under ``'labels'``.
+Label values no rule covers (folder, cityscapes, bdd100k, mapillary) are ignored, counted
+and logged as a warning summary; :func:`make_bag` returns the counts under ``'labels'``.
 """
 from __future__ import annotations
 
@@ -40,7 +43,7 @@ from seg_perception.bag import bagfile
 from seg_perception.bag import topics as bag_topics
 from seg_perception.core.choices import OVERLAY_ENCODINGS
 from seg_perception.core.image_io import camvid_to_target, kitti_gt_to_target, read_gray, read_rgb
-from seg_perception.datasets import bdd100k, cityscapes_fine
+from seg_perception.datasets import bdd100k, cityscapes_fine, mapillary
 from seg_perception.datasets.base import by_stem, list_images, require_dir
 from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
 from seg_perception.datasets.folder import MAPPING_FILE
@@ -48,7 +51,7 @@ from seg_perception.datasets.folder_mapping import load_mapping
 from seg_perception.datasets.labels import LabelReport, read_mask
 
 LOG = logging.getLogger(__name__)
-LABEL_FORMATS = ('kitti', 'camvid', 'folder', 'cityscapes', 'bdd100k')
+LABEL_FORMATS = ('kitti', 'camvid', 'folder', 'cityscapes', 'bdd100k', 'mapillary')
 
 
 @dataclasses.dataclass
@@ -136,6 +139,9 @@ class LabelReader:
             self.masks = by_stem(list_images(labels_dir), 'mask')
         if label_format == 'bdd100k':
             bdd100k.check_alternative(options.alternative)
+        self.mapillary_names: tuple[str, ...] = ()
+        if label_format == 'mapillary':
+            self.mapillary_names = mapillary.read_label_names(mapillary.find_config(labels_dir))
         self.alternative = options.alternative
         self.report = LabelReport(f'{label_format} labels {labels_dir}', n_frames)
 
@@ -149,6 +155,11 @@ class LabelReader:
         """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
         if self.format in ('kitti', 'camvid'):
             return read_target(path, self.format)
+        if self.format == 'mapillary':
+            target, unknown = mapillary.labels_to_target(mapillary.read_labels(path),
+                                                         self.mapillary_names)
+            self.report.add(name, target, unknown)
+            return target
         mask = read_mask(path)
         if self.mapping is not None:
             target, unknown = self.mapping.convert(mask, path)

@@ -77,7 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument('--label-format', choices=bag_make.LABEL_FORMATS,
                    help='ground-truth format (default: kitti when the folder holds '
                         '*_road_*.png files, else camvid): folder = masks mapped by '
-                        '--mapping, cityscapes = gtFine labelIds, bdd100k = drivable masks')
+                        '--mapping, cityscapes = gtFine labelIds, bdd100k = drivable masks, '
+                        'mapillary = Vistas label PNGs (config_<version>.json found two '
+                        'folders up)')
     m.add_argument('--mapping', metavar='FILE',
                    help='--label-format folder: classes.yaml mapping mask values to road / '
                         'not_road / ignore (default <labels>/../classes.yaml)')

@@ -14,15 +14,17 @@ from seg_perception.datasets.cityscapes import CityscapesPix2Pix
 from seg_perception.datasets.cityscapes_fine import CityscapesFine
 from seg_perception.datasets.folder import FolderDataset
 from seg_perception.datasets.kitti import KittiRoad
+from seg_perception.datasets.mapillary import MapillaryVistas
 
-NAMES = ('kitti', 'camvid', 'cityscapes', 'cityscapes_fine', 'bdd100k', 'folder')
+NAMES = ('kitti', 'camvid', 'cityscapes', 'cityscapes_fine', 'bdd100k', 'mapillary', 'folder')
 CLASSES: dict[str, type[RoadDataset]] = {
     'kitti': KittiRoad, 'camvid': CamVid, 'cityscapes': CityscapesPix2Pix,
-    'cityscapes_fine': CityscapesFine, 'bdd100k': Bdd100k, 'folder': FolderDataset}
+    'cityscapes_fine': CityscapesFine, 'bdd100k': Bdd100k, 'mapillary': MapillaryVistas,
+    'folder': FolderDataset}
 
 __all__ = ['Bdd100k', 'CamVid', 'CityscapesFine', 'CityscapesPix2Pix', 'DatasetError',
-           'FolderDataset', 'Item', 'KittiRoad', 'NAMES', 'RoadDataset', 'Sample',
-           'dataset_option', 'open_dataset', 'options_of']
+           'FolderDataset', 'Item', 'KittiRoad', 'MapillaryVistas', 'NAMES', 'RoadDataset',
+           'Sample', 'dataset_option', 'open_dataset', 'options_of']
 
 
 def open_dataset(name: str, data_dir: str | pathlib.Path, split: str, **kwargs: object,
