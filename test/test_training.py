@@ -18,9 +18,10 @@ from data_factory import make_camvid, make_kitti
 from seg_perception.cli import train as train_cli
 from seg_perception.core.image_io import IGNORE
 from seg_perception.datasets import open_dataset
-from seg_perception.model.model_file import load_model, read_card
+from seg_perception.model.model_file import ModelCard, load_model, read_card
 from seg_perception.training.config import GROUPS, DataSource, TrainConfig, from_flags
 from seg_perception.training.input_pipeline import FrameStore, TrainSequence, augment, photometric
+from seg_perception.training.lineage import stage_record
 
 FAST = ['--input-size', '64', '96', '--batch-size', '2', '--steps-per-epoch', '4',
         '--lr', '3e-3', '--precision', 'float32', '--dropout', '0.0', '--jitter', '0.1']
@@ -56,6 +57,9 @@ def test_two_epochs_lower_loss_and_write_everything(tmp_path: pathlib.Path, data
     assert set(card.metrics['per_source']) == {dataset}
     assert card.threshold == card.metrics['threshold']
     assert 'seg_train' in card.training['command']
+    [stage] = card.training['stages']
+    assert stage == {'stage': 1, 'command': card.training['command'], 'init': 'hed',
+                     'steps': 8, 'selected_epoch': card.training['epoch']}
     model, _ = load_model(run / 'model.segmodel')
     out = model(np.zeros((1, 64, 96, 3), np.uint8))
     assert tuple(out.shape) == (1, 64, 96, 2)
@@ -209,3 +213,23 @@ def test_photometric_augmentation_is_deterministic() -> None:
     assert a.shape == image.shape and a.dtype == np.uint8 and np.array_equal(a, b)
     outs = [photometric(image, np.random.default_rng(i), 0.25) for i in range(6)]
     assert sum(not np.array_equal(o, image) for o in outs) >= 4
+
+
+def test_fine_tuning_carries_the_stages_forward() -> None:
+    config = TrainConfig()
+    config.model.init = 'runs/a/model.segmodel'
+    config.optim.epochs, config.optim.steps_per_epoch = 3, 10
+    # a model from before stages were recorded: its own record becomes stage 1
+    old = ModelCard(training={'command': 'seg_train --out runs/a', 'init': 'hed', 'epoch': 7})
+    record = stage_record(config, old, 'seg_train --out runs/b', 2)
+    assert record['stages'] == [
+        {'stage': 1, 'command': 'seg_train --out runs/a', 'init': 'hed', 'selected_epoch': 7},
+        {'stage': 2, 'command': 'seg_train --out runs/b', 'init': 'stage 1', 'steps': 30,
+         'selected_epoch': 2}]
+    assert record['init'] == 'the stage-1 model (seg_train --out runs/a): runs/a/model.segmodel'
+    third = stage_record(config, ModelCard(training=record), 'seg_train --out runs/c', None)
+    assert [s['stage'] for s in third['stages']] == [1, 2, 3]
+    assert third['stages'][2]['init'] == 'stage 2' and 'selected_epoch' not in third['stages'][2]
+    config.model.init = 'hed'
+    assert stage_record(config, None, 'seg_train', 1) == {'stages': [
+        {'stage': 1, 'command': 'seg_train', 'init': 'hed', 'steps': 30, 'selected_epoch': 1}]}

@@ -25,7 +25,13 @@ from seg_perception.core.hardware import cpu_has_bf16
 from seg_perception.datasets import open_dataset
 from seg_perception.evaluation.run import evaluate_model
 from seg_perception.model.fcn8s import ModelSpec, build_fcn8s, load_hed_vgg16, load_imagenet_vgg16
-from seg_perception.model.model_file import ModelCard, ModelFileError, load_model, save_model
+from seg_perception.model.model_file import (
+    ModelCard,
+    ModelFileError,
+    load_model,
+    read_card,
+    save_model,
+)
 from seg_perception.runtime.pipeline import Pipeline
 from seg_perception.runtime.segmenter import DTYPE_POLICY, Segmenter, gpu_available
 from seg_perception.training.config import TrainConfig, run_dir_problem
@@ -35,6 +41,7 @@ from seg_perception.training.input_pipeline import (
     make_tf_dataset,
     should_cache,
 )
+from seg_perception.training.lineage import stage_record
 
 LOG = logging.getLogger(__name__)
 CLASSES = (['not_road', 'road'], [[0, 0, 0], [255, 0, 255]])
@@ -336,13 +343,17 @@ def export_best(config: TrainConfig, spec: ModelSpec, run_dir: pathlib.Path,
     best_json = run_dir / 'checkpoints' / 'best.json'
     best_path = run_dir / 'checkpoints' / 'best.segmodel'
     extra = {'command': command or '', 'train_seconds_last_session': round(elapsed, 1)}
+    init = config.model.init
+    init_card = read_card(init) if init.endswith('.segmodel') else None
     if best_path.is_file() and best_json.is_file():
         best = json.loads(best_json.read_text())
         best_model, _ = load_model(best_path)
         metrics = {k: v for k, v in best.items() if k != 'epoch'}
+        extra.update(stage_record(config, init_card, command or '', best['epoch']))
         card = make_card(config, spec, metrics, {**extra, 'epoch': best['epoch']}, frames)
         model = best_model
     else:
+        extra.update(stage_record(config, init_card, command or '', None))
         card = make_card(config, spec, None, extra, frames)
     out = save_model(model, card, run_dir / 'model.segmodel', config.optim.weights_dtype)
     LOG.info('wrote %s', out)
