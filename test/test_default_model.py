@@ -14,8 +14,10 @@ from seg_perception.evaluation.run import evaluate_model
 from seg_perception.model.model_file import read_card
 from seg_perception.runtime.pipeline import Pipeline
 from seg_perception.runtime.segmenter import Segmenter
+from seg_perception.training.config import TrainConfig
 
 SOURCES = ('kitti', 'cityscapes', 'camvid')
+REPO = pathlib.Path(__file__).resolve().parents[1]
 
 
 def test_card_records_data_init_command_and_metrics(default_model: pathlib.Path) -> None:
@@ -24,17 +26,29 @@ def test_card_records_data_init_command_and_metrics(default_model: pathlib.Path)
     assert card.model_spec.batch_norm is False and card.model_spec.head == 'light'
     assert card.input_mode == 'fit' and card.input_size[0] == 224
     t = card.training
-    # three stages: 1 from the HED VGG16, 2 (multi-scale crops) from 1, 3 (all blocks
-    # trainable, fit height 224) from 2
-    first, second, third = t['stages']
-    assert first['init'] == 'hed' and first['command'].startswith(
-        'seg_train --config config/train_road.yaml ')
-    assert second['init'] == 'stage 1' and second['command'].startswith(
-        'seg_train --config config/train_road_multiscale.yaml ')
-    assert third['init'] == 'stage 2' and t['init'].startswith('the stage-2 model')
+    # trained in stages, each from the one before; every stage's config is in config/, and
+    # its init is the previous stage's output
+    stages = t['stages']
+    assert [st['stage'] for st in stages] == list(range(1, len(stages) + 1))
+    assert len(stages) >= 4 and stages[0]['init'] == 'hed'
+    assert all(st['init'] == f'stage {st["stage"] - 1}' for st in stages[1:])
+    assert t['command'] == stages[-1]['command']
+    assert t['init'].startswith(f'the stage-{len(stages) - 1} model')
+    previous_out = None
+    for st in stages:
+        words = st['command'].split()
+        assert words[:2] == ['seg_train', '--config'] and words[3] == '--out'
+        config = TrainConfig.from_yaml(REPO / words[2])
+        if previous_out is not None:
+            assert config.model.init == f'{previous_out}/model.segmodel'
+        previous_out = words[4]
+    # served at the height it was trained at, or at another one chosen and stated after training
+    assert (config.data.input_size[0] == card.input_size[0]
+            or t['serving_geometry'].startswith(f'fit height {card.input_size[0]} '))
+    for section in ('model', 'data', 'optim'):     # the last stage's config file as trained
+        assert t['config'][section] == config.to_dict()[section], section
     assert t['freeze_blocks'] == 0
     assert [s['dataset'] for s in t['sources']] == list(SOURCES)
-    assert t['command'].startswith('seg_train --config config/train_road_stage3.yaml')
     assert t['config']['data']['scale_max'] >= 2.0
     assert 'selection' in t and 'epoch' in t
     per_source = card.metrics['per_source']
