@@ -159,7 +159,7 @@ def test_unreadable_image_and_unknown_dataset(tmp_path: pathlib.Path) -> None:
     with pytest.raises(ImageReadError, match='not a readable image'):
         ds[0]
     with pytest.raises(DatasetError, match='unknown dataset'):
-        open_dataset('mapillary', root, 'train')
+        open_dataset('idd', root, 'train')
     shutil.rmtree(root / 'valannot')
     with pytest.raises(DatasetError, match='label folder not found'):
         open_dataset('camvid', root, 'val')

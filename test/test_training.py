@@ -183,7 +183,7 @@ def test_source_flag_and_validation() -> None:
     assert DataSource.parse('cityscapes:/d:0.3') == DataSource('cityscapes', '/d', 0.3)
     assert DataSource.parse('camvid:/data/camvid') == DataSource('camvid', '/data/camvid')
     with pytest.raises(ValueError, match='DATASET:DIR'):
-        DataSource.parse('mapillary:/x')
+        DataSource.parse('idd:/x')
     with pytest.raises(ValueError, match='no training data'):
         TrainConfig().validate()
     c = TrainConfig().updated({'data': {'sources': [{'dataset': 'kitti', 'data_dir': '/k'}]},
