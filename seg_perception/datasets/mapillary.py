@@ -128,9 +128,12 @@ def find_config(labels_dir: pathlib.Path) -> pathlib.Path:
     """The config of a label folder: ``<root>/<split>/<version>/labels`` ->
     ``<root>/config_<version>.json``; ``<root>/<split>/labels`` -> ``<root>/config.json``.
     """
+    labels_dir = labels_dir.absolute()
     version = labels_dir.parent.name
-    if version.startswith('v') and (labels_dir.parents[2] / f'config_{version}.json').is_file():
-        return labels_dir.parents[2] / f'config_{version}.json'
+    parents = labels_dir.parents
+    root = parents[min(2, len(parents) - 1)] if parents else labels_dir
+    if version.startswith('v') and (root / f'config_{version}.json').is_file():
+        return root / f'config_{version}.json'
     for parent in labels_dir.parents[:3]:
         if (parent / 'config.json').is_file():
             return parent / 'config.json'
