@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from seg_perception.core.image_io import read_rgb
-from seg_perception.datasets.labels import LabelReport
+from seg_perception.datasets.labels import LOG, LabelReport
 
 
 class DatasetError(ValueError):
@@ -124,19 +124,24 @@ def by_stem(files: list[pathlib.Path], what: str) -> dict[str, pathlib.Path]:
     return out
 
 
-def pair_by_stem(images: dict[str, pathlib.Path], masks: dict[str, pathlib.Path],
-                 names: list[str], mask_dir: pathlib.Path) -> tuple[list[Item], int]:
-    """Items of frames ``names`` (image stems) with their masks (same stem).
+def pair_masks(images: dict[str, pathlib.Path], names: list[str], mask_dir: pathlib.Path,
+               what: str = 'mask') -> tuple[list[Item], int]:
+    """Items of frames ``names`` (image stems) with their masks: the image files of
+    ``mask_dir`` with the same stem. Masks matching no image are counted and logged.
 
     Returns:
         (items, number of masks matching no image at all).
 
     Raises:
-        DatasetError: images without a mask (how many, and the first).
+        DatasetError: images without a mask (how many, and the first), an empty or
+            ambiguous mask folder (:func:`list_images`, :func:`by_stem`).
     """
+    masks = by_stem(list_images(mask_dir), what)
     missing = [n for n in names if n not in masks]
     if missing:
-        raise DatasetError(f'{mask_dir}: no mask for {len(missing)} of {len(names)} image(s), '
-                           f'e.g. {images[missing[0]].name}')
+        raise DatasetError(f'{mask_dir}: no {what} for {len(missing)} of {len(names)} '
+                           f'image(s), e.g. {images[missing[0]].name}')
     orphans = len(set(masks) - set(images))
+    if orphans:
+        LOG.warning('%s: %d %s(s) without an image (not used)', mask_dir, orphans, what)
     return [Item(n, images[n], masks[n]) for n in names], orphans

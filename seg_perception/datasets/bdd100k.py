@@ -25,11 +25,10 @@ from seg_perception.datasets.base import (
     RoadDataset,
     by_stem,
     list_images,
-    pair_by_stem,
+    pair_masks,
     require_dir,
 )
 from seg_perception.datasets.labels import (
-    LOG,
     LabelReport,
     UnknownValues,
     apply_table,
@@ -93,11 +92,8 @@ class Bdd100k(RoadDataset):
         mask_dir = root / 'labels' / 'drivable' / 'masks' / split
         orphans = 0
         if split not in NO_GT_SPLITS and (mask_dir.is_dir() or require_gt):
-            masks = by_stem(list_images(require_dir(mask_dir, 'BDD100K drivable mask')),
-                            'mask')
-            items, orphans = pair_by_stem(frames, masks, names, mask_dir)
-            if orphans:
-                LOG.warning('%s: %d mask(s) without an image (not used)', mask_dir, orphans)
+            require_dir(mask_dir, 'BDD100K drivable mask')
+            items, orphans = pair_masks(frames, names, mask_dir)
         else:
             items = [Item(n, frames[n], None) for n in names]
         self.label_report = LabelReport(f'bdd100k {root}', len(items), orphans)

@@ -32,11 +32,11 @@ from seg_perception.datasets.base import (
     RoadDataset,
     by_stem,
     list_images,
-    pair_by_stem,
+    pair_masks,
     require_dir,
 )
 from seg_perception.datasets.folder_mapping import ClassMapping, load_yaml
-from seg_perception.datasets.labels import LOG, LabelReport, read_mask
+from seg_perception.datasets.labels import LabelReport, read_mask
 
 VAL_EVERY = 8
 MAPPING_FILE = 'classes.yaml'
@@ -81,10 +81,7 @@ class FolderDataset(RoadDataset):
         names = select_split(split, sorted(frames), config.get('splits'), yaml_path)
         orphans = 0
         if mask_dir.is_dir():
-            items, orphans = pair_by_stem(frames, by_stem(list_images(mask_dir), 'mask'),
-                                          names, mask_dir)
-            if orphans:
-                LOG.warning('%s: %d mask(s) without an image (not used)', mask_dir, orphans)
+            items, orphans = pair_masks(frames, names, mask_dir)
         elif require_gt:
             raise DatasetError(f'{mask_dir}: mask folder not found')
         else:

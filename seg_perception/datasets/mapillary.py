@@ -39,11 +39,10 @@ from seg_perception.datasets.base import (
     RoadDataset,
     by_stem,
     list_images,
-    pair_by_stem,
+    pair_masks,
     require_dir,
 )
 from seg_perception.datasets.labels import (
-    LOG,
     LabelReport,
     UnknownValues,
     apply_table,
@@ -179,12 +178,9 @@ class MapillaryVistas(RoadDataset):
         orphans = 0
         self.label_names: tuple[str, ...] = ()
         if folder not in NO_GT_SPLITS and (label_dir.is_dir() or require_gt):
-            masks = by_stem(list_images(require_dir(label_dir, 'Mapillary labels')), 'label')
+            require_dir(label_dir, 'Mapillary labels')
             self.label_names = read_label_names(find_config(label_dir))
-            items, orphans = pair_by_stem(frames, masks, names, label_dir)
-            if orphans:
-                LOG.warning('%s: %d label image(s) without an image (not used)', label_dir,
-                            orphans)
+            items, orphans = pair_masks(frames, names, label_dir, 'label image')
         else:
             items = [Item(n, frames[n], None) for n in names]
         self.label_report = LabelReport(f'mapillary {root}', len(items), orphans)
