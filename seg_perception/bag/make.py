@@ -48,7 +48,7 @@ from seg_perception.datasets.base import by_stem, list_images, require_dir
 from seg_perception.datasets.camvid import IGNORE_CLASS, ROAD_CLASS
 from seg_perception.datasets.folder import MAPPING_FILE
 from seg_perception.datasets.folder_mapping import load_mapping
-from seg_perception.datasets.labels import LabelReport, read_mask
+from seg_perception.datasets.labels import LabelReport, UnknownValues, read_mask
 
 LOG = logging.getLogger(__name__)
 LABEL_FORMATS = ('kitti', 'camvid', 'folder', 'cityscapes', 'bdd100k', 'mapillary')
@@ -155,23 +155,23 @@ class LabelReader:
         """(H, W) uint8 target (1 road, 0 not road, 255 ignore) from a label file."""
         if self.format in ('kitti', 'camvid'):
             return read_target(path, self.format)
-        if self.format == 'mapillary':
-            target, unknown = mapillary.labels_to_target(mapillary.read_labels(path),
-                                                         self.mapillary_names)
-            self.report.add(name, target, unknown)
-            return target
-        mask = read_mask(path)
-        if self.mapping is not None:
-            target, unknown = self.mapping.convert(mask, path)
-        elif mask.ndim != 2:
-            raise bagfile.BagError(f'{path}: expected a single-channel {self.format} label '
-                                   f'image, got {mask.shape}')
-        elif self.format == 'cityscapes':
-            target, unknown = cityscapes_fine.label_ids_to_target(mask)
-        else:
-            target, unknown = bdd100k.drivable_to_target(mask, self.alternative)
+        target, unknown = self._convert(path)
         self.report.add(name, target, unknown)
         return target
+
+    def _convert(self, path: pathlib.Path) -> tuple[np.ndarray, UnknownValues]:
+        """A mask-based label file -> (target, unknown values -> pixel count)."""
+        if self.format == 'mapillary':
+            return mapillary.labels_to_target(mapillary.read_labels(path), self.mapillary_names)
+        mask = read_mask(path)
+        if self.mapping is not None:
+            return self.mapping.convert(mask, path)
+        if mask.ndim != 2:
+            raise bagfile.BagError(f'{path}: expected a single-channel {self.format} label '
+                                   f'image, got {mask.shape}')
+        if self.format == 'cityscapes':
+            return cityscapes_fine.label_ids_to_target(mask)
+        return bdd100k.drivable_to_target(mask, self.alternative)
 
 
 def read_target(path: pathlib.Path, label_format: str) -> np.ndarray:
