@@ -89,6 +89,13 @@ class ModelConfig:
                           '(keras download), none (scratch), or a VGG16 .h5 / .segmodel file')
     freeze_blocks: int = _f(2, 'VGG16 blocks 1..N kept frozen (0 = train all)')
 
+    @property
+    def init_is_model_file(self) -> bool:
+        """True when ``init`` names a model file to continue from (not hed, imagenet, none
+        or a VGG16 ``.h5``).
+        """
+        return self.init not in ('hed', 'imagenet', 'none') and not self.init.endswith('.h5')
+
 
 @dataclasses.dataclass
 class DataConfig:

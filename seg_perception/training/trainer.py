@@ -181,7 +181,7 @@ def _build_model(config: TrainConfig, spec: ModelSpec, dtype: str | None) -> ker
             loaded = load_hed_vgg16(model)
         elif init == 'imagenet' or init.endswith('.h5'):
             loaded = load_imagenet_vgg16(model, init)
-        elif init != 'none':
+        elif config.model.init_is_model_file:
             src, _ = load_model(init)
             loaded = []
             for layer in model.layers:
@@ -342,18 +342,16 @@ def export_best(config: TrainConfig, spec: ModelSpec, run_dir: pathlib.Path,
     """Write ``model.segmodel``: the best validation checkpoint (else the last weights)."""
     best_json = run_dir / 'checkpoints' / 'best.json'
     best_path = run_dir / 'checkpoints' / 'best.segmodel'
-    extra = {'command': command or '', 'train_seconds_last_session': round(elapsed, 1)}
-    init = config.model.init
-    init_card = read_card(init) if init.endswith('.segmodel') else None
-    if best_path.is_file() and best_json.is_file():
-        best = json.loads(best_json.read_text())
-        best_model, _ = load_model(best_path)
+    best = (json.loads(best_json.read_text())
+            if best_path.is_file() and best_json.is_file() else None)
+    init_card = read_card(config.model.init) if config.model.init_is_model_file else None
+    extra = {'command': command or '', 'train_seconds_last_session': round(elapsed, 1),
+             **stage_record(config, init_card, command or '', best['epoch'] if best else None)}
+    if best is not None:
+        model, _ = load_model(best_path)
         metrics = {k: v for k, v in best.items() if k != 'epoch'}
-        extra.update(stage_record(config, init_card, command or '', best['epoch']))
         card = make_card(config, spec, metrics, {**extra, 'epoch': best['epoch']}, frames)
-        model = best_model
     else:
-        extra.update(stage_record(config, init_card, command or '', None))
         card = make_card(config, spec, None, extra, frames)
     out = save_model(model, card, run_dir / 'model.segmodel', config.optim.weights_dtype)
     LOG.info('wrote %s', out)
